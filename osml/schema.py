@@ -1,0 +1,75 @@
+"""The features schema, defined once for training, serving and the worker.
+
+Schema "1" is the seed's list (§3.3). Schema "2" adds optional context fields (location, subcategory,
+assignment group, channel) that raise quality on real data; every v1 payload is a valid v2 payload.
+A model records the schema version it was trained on; serving refuses a version it does not list here.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import Annotated, Final
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class Priority(StrEnum):
+    LOW = "LOW"
+    MEDIUM = "MEDIUM"
+    HIGH = "HIGH"
+    CRITICAL = "CRITICAL"
+
+
+PRIORITY_RANK: Final[dict[str, int]] = {p.value: i for i, p in enumerate(Priority)}
+
+# Bounds keep absurd values out without rejecting real ones: ~19 years either way in minutes.
+_MAX_MINUTES: Final = 10_000_000
+Minutes = Annotated[float, Field(ge=-_MAX_MINUTES, le=_MAX_MINUTES, allow_inf_nan=False)]
+ContextText = Annotated[str, Field(min_length=1, max_length=200)]
+
+
+class Features(BaseModel):
+    """One order's features as of the moment of prediction (camelCase, as in the seed's payloads)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    priority: Priority
+    category: Annotated[str, Field(min_length=1, max_length=200)]
+    createdHour: Annotated[int, Field(ge=0, le=23)]
+    createdDayOfWeek: Annotated[int, Field(ge=0, le=6, description="Monday = 0")]
+    hasAssignee: Annotated[int, Field(ge=0, le=1)]
+    assigneeWorkloadOpen: Annotated[int, Field(ge=0, le=1_000_000)] | None = None
+    timeSinceCreatedMinutes: Annotated[float, Field(ge=0, le=_MAX_MINUTES, allow_inf_nan=False)] | None = None
+    dueInMinutes: Minutes | None = None
+    # schema 2: optional context
+    location: ContextText | None = None
+    subcategory: ContextText | None = None
+    assignmentGroup: ContextText | None = None
+    channel: ContextText | None = None
+
+
+CATEGORICAL_V1: Final = ("priority", "category")
+NUMERIC_V1: Final = (
+    "createdHour",
+    "createdDayOfWeek",
+    "hasAssignee",
+    "assigneeWorkloadOpen",
+    "timeSinceCreatedMinutes",
+    "dueInMinutes",
+)
+CONTEXT_V2: Final = ("location", "subcategory", "assignmentGroup", "channel")
+
+SCHEMAS: Final[dict[str, tuple[tuple[str, ...], tuple[str, ...]]]] = {
+    # version -> (categorical columns, numeric columns)
+    "1": (CATEGORICAL_V1, NUMERIC_V1),
+    "2": (CATEGORICAL_V1 + CONTEXT_V2, NUMERIC_V1),
+}
+CURRENT_SCHEMA_VERSION: Final = "2"
+SUPPORTED_SCHEMA_VERSIONS: Final = frozenset(SCHEMAS)
+REQUIRED_FEATURES: Final = ("priority", "category", "createdHour", "createdDayOfWeek", "hasAssignee")
+
+
+def feature_columns(schema_version: str) -> tuple[str, ...]:
+    """All feature columns of a schema version, categorical first."""
+    categorical, numeric = SCHEMAS[schema_version]
+    return categorical + numeric

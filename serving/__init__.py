@@ -1,0 +1,1 @@
+"""The FastAPI facade over the MLflow Model Registry."""

@@ -1,0 +1,36 @@
+"""Shared fixtures: real services (see tests/services.py) and temporary working directories."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests import services
+
+
+@pytest.fixture
+def pg_database() -> Iterator[str]:
+    """A fresh PostgreSQL database URL, dropped after the test."""
+    with services.fresh_database() as url:
+        yield url
+
+
+@pytest.fixture
+def amqp_url() -> Iterator[str]:
+    """A fresh RabbitMQ vhost URL, deleted after the test."""
+    with services.fresh_vhost() as url:
+        yield url
+
+
+@pytest.fixture(scope="session")
+def session_workdir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("osml-session")
+
+
+@pytest.fixture(scope="session")
+def mlflow_tracking_server(session_workdir: Path) -> Iterator[services.MlflowServer]:
+    """One real `mlflow server` (PostgreSQL backend store, proxied local artifacts) for the session."""
+    with services.mlflow_server(session_workdir / "mlflow") as server:
+        yield server

@@ -1,0 +1,1 @@
+"""Offline training: data adapters, labels, features, candidates, MLflow logging and registration."""

@@ -1,0 +1,1 @@
+"""The event worker and outbox relay (RabbitMQ + PostgreSQL)."""
