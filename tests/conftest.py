@@ -34,3 +34,5 @@ def mlflow_tracking_server(session_workdir: Path) -> Iterator[services.MlflowSer
     """One real `mlflow server` (PostgreSQL backend store, proxied local artifacts) for the session."""
     with services.mlflow_server(session_workdir / "mlflow") as server:
         yield server
+
+pytest_plugins = ["tests.conftest_training"]

@@ -1,0 +1,1 @@
+"""Fixtures giving other tests real trained, registered model pairs (owned by the training part)."""
