@@ -2,6 +2,8 @@
 
 Schema "1" is the seed's list (§3.3). Schema "2" adds optional context fields (location, subcategory,
 assignment group, channel) that raise quality on real data; every v1 payload is a valid v2 payload.
+Schema "3" adds `assignmentGroupWorkloadOpen` (orders of the same assignment group open at that instant, the
+queue the order joins): on the UCI log it is what lifts SLA AUC and ETA error past the acceptance bar.
 A model records the schema version it was trained on; serving refuses a version it does not list here.
 """
 
@@ -46,6 +48,8 @@ class Features(BaseModel):
     subcategory: ContextText | None = None
     assignmentGroup: ContextText | None = None
     channel: ContextText | None = None
+    # schema 3: the assignment group's queue at that instant
+    assignmentGroupWorkloadOpen: Annotated[int, Field(ge=0, le=1_000_000)] | None = None
 
 
 CATEGORICAL_V1: Final = ("priority", "category")
@@ -58,11 +62,13 @@ NUMERIC_V1: Final = (
     "dueInMinutes",
 )
 CONTEXT_V2: Final = ("location", "subcategory", "assignmentGroup", "channel")
+NUMERIC_V3: Final = (*NUMERIC_V1, "assignmentGroupWorkloadOpen")
 
 SCHEMAS: Final[dict[str, tuple[tuple[str, ...], tuple[str, ...]]]] = {
     # version -> (categorical columns, numeric columns)
     "1": (CATEGORICAL_V1, NUMERIC_V1),
     "2": (CATEGORICAL_V1 + CONTEXT_V2, NUMERIC_V1),
+    "3": (CATEGORICAL_V1 + CONTEXT_V2, NUMERIC_V3),
 }
 CURRENT_SCHEMA_VERSION: Final = "2"
 SUPPORTED_SCHEMA_VERSIONS: Final = frozenset(SCHEMAS)
