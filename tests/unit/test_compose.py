@@ -1,0 +1,326 @@
+"""docker-compose.yml against the code it runs: commands, environment names, ports, databases, broker topology.
+
+No Docker engine here, so the file is checked structurally: every osml service runs a subcommand that exists, sets
+only variables its settings class reads (and those parse), and the URLs, ports and names agree across services.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import json
+import os
+import re
+import subprocess
+import tomllib
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import mlflow
+import pytest
+import yaml
+from pydantic import AliasChoices
+from pydantic_settings import BaseSettings
+
+from osml.cli import COMMANDS
+from tests.support import REPO_ROOT
+
+pytestmark = pytest.mark.unit
+
+COMPOSE_FILE = REPO_ROOT / "docker-compose.yml"
+ENV_EXAMPLE = REPO_ROOT / ".env.example"
+OSML_DOCKERFILE = "infra/Dockerfile"
+DATA_DIRS = {"postgres": "/var/lib/postgresql/data", "minio": "/data", "rabbitmq": "/var/lib/rabbitmq"}
+# the settings class each osml subcommand reads
+SETTINGS_BY_COMMAND = {
+    "serve": "serving.settings:ServingSettings",
+    "worker": "worker.settings:WorkerSettings",
+    "relay": "worker.settings:WorkerSettings",
+    "migrate": "worker.settings:WorkerSettings",
+    "simulate": "worker.settings:WorkerSettings",
+}
+# variables read by libraries rather than by our settings classes
+LIBRARY_ENV = {
+    "MLFLOW_TRACKING_URI",
+    "AWS_ACCESS_KEY_ID",
+    "AWS_SECRET_ACCESS_KEY",
+    "AWS_ENDPOINT_URL",
+    "AWS_DEFAULT_REGION",
+}
+SECRET_NAME = re.compile(r"PASSWORD|SECRET|API_KEY|ACCESS_KEY|_USER$")
+VARIABLE = re.compile(r"\$\{(\w+)(?:(:?[-?])([^}]*))?\}")
+
+
+def _load_env_example() -> dict[str, str]:
+    pairs = {}
+    for line in ENV_EXAMPLE.read_text().splitlines():
+        if line.strip() and not line.lstrip().startswith("#"):
+            key, _, value = line.partition("=")
+            pairs[key.strip()] = value.strip()
+    return pairs
+
+
+COMPOSE_TEXT = COMPOSE_FILE.read_text()
+COMPOSE: dict[str, Any] = yaml.safe_load(COMPOSE_TEXT)
+SERVICES: dict[str, dict[str, Any]] = COMPOSE["services"]
+ENV_VALUES = _load_env_example()
+
+
+def interpolate(value: str, env: dict[str, str] = ENV_VALUES) -> str:
+    """Compose's interpolation: ${VAR}, ${VAR:-default}, ${VAR:?error}; `$$` is a literal `$`."""
+
+    def substitute(match: re.Match[str]) -> str:
+        name, operator, argument = match.group(1), match.group(2), match.group(3)
+        if name in env and (env[name] or not (operator or "").startswith(":")):
+            return env[name]
+        if operator in (":?", "?"):
+            raise AssertionError(f"${{{name}}} is required but has no value in .env.example")
+        return argument if operator in (":-", "-") else ""
+
+    return VARIABLE.sub(substitute, value.replace("$$", "\0")).replace("\0", "$")
+
+
+def environment(service: str) -> dict[str, str]:
+    env = SERVICES[service].get("environment", {})
+    assert isinstance(env, dict), f"{service}: write environment as a mapping"
+    return {key: str(value) for key, value in env.items()}
+
+
+def resolved_environment(service: str) -> dict[str, str]:
+    return {key: interpolate(value) for key, value in environment(service).items()}
+
+
+def osml_services() -> dict[str, str]:
+    """service -> osml subcommand, for every service built from infra/Dockerfile."""
+    found = {}
+    for name, service in SERVICES.items():
+        build = service.get("build") or {}
+        if isinstance(build, dict) and build.get("dockerfile") == OSML_DOCKERFILE:
+            command = service.get("command")
+            assert isinstance(command, list) and command, f"{name}: command must be a list like ['serve']"
+            found[name] = command[0]
+    return found
+
+
+def settings_class(command: str) -> type[BaseSettings]:
+    module_name, _, class_name = SETTINGS_BY_COMMAND[command].partition(":")
+    cls = getattr(importlib.import_module(module_name), class_name)
+    assert issubclass(cls, BaseSettings)
+    return cls
+
+
+def env_names(cls: type[BaseSettings]) -> set[str]:
+    """The environment variables a pydantic-settings class reads."""
+    prefix = str(cls.model_config.get("env_prefix", ""))
+    names = set()
+    for field_name, field in cls.model_fields.items():
+        alias = field.validation_alias
+        if isinstance(alias, AliasChoices):
+            names |= {choice.upper() for choice in alias.choices if isinstance(choice, str)}
+        elif isinstance(alias, str):
+            names.add(alias.upper())
+        else:
+            names.add(f"{prefix}{field_name}".upper())
+    return names
+
+
+def healthcheck_port(service: str) -> int:
+    test = " ".join(SERVICES[service]["healthcheck"]["test"])
+    match = re.search(r"http://127\.0\.0\.1:(\d+)/", test)
+    assert match, f"{service}: healthcheck does not probe an HTTP port: {test}"
+    return int(match.group(1))
+
+
+def container_ports(service: str) -> set[int]:
+    return {int(interpolate(str(p)).rsplit(":", 1)[-1]) for p in SERVICES[service].get("ports", [])}
+
+
+def test_every_variable_is_in_env_example_and_every_example_is_used() -> None:
+    used = {m.group(1) for m in VARIABLE.finditer(COMPOSE_TEXT)}
+    assert used - ENV_VALUES.keys() == set(), "add these to .env.example"
+    assert ENV_VALUES.keys() - used == set(), ".env.example lists variables the compose file no longer uses"
+
+
+def test_no_secret_is_written_in_the_file() -> None:
+    for name in SERVICES:
+        for key, value in environment(name).items():
+            if SECRET_NAME.search(key):
+                assert "${" in value, f"{name}.{key} must come from .env, not be written in the file"
+            credentials = urlsplit(value).password if "://" in value else None
+            if credentials:
+                assert credentials.startswith("${"), f"{name}.{key} has a literal password"
+
+
+def test_osml_services_run_subcommands_that_exist() -> None:
+    services = osml_services()
+    assert {"serve", "worker", "relay"} <= set(services.values())
+    for name, command in services.items():
+        assert command in COMMANDS, f"{name}: `osml {command}` is not a subcommand (osml/cli.py COMMANDS)"
+        module = COMMANDS[command][0]
+        assert importlib.util.find_spec(module) is not None, f"{name}: {module} (osml {command}) does not exist"
+
+
+@pytest.mark.parametrize("service", sorted(osml_services()))
+def test_osml_service_environment_is_what_its_settings_read(service: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    cls = settings_class(osml_services()[service])
+    env = resolved_environment(service)
+    unknown = {key for key in env if key not in LIBRARY_ENV} - env_names(cls)
+    assert unknown == set(), f"{service} sets variables {cls.__name__} does not read"
+    for key in list(os.environ):
+        if key.startswith("OSML_") or key == "MLFLOW_TRACKING_URI":
+            monkeypatch.delenv(key)
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    cls()  # parses (types, ranges, the facade's both-keys rule) exactly as the container would
+
+
+def test_facade_port_agrees_everywhere() -> None:
+    port = int(resolved_environment("facade")["OSML_PORT"])
+    assert resolved_environment("facade")["OSML_HOST"] == "0.0.0.0"
+    assert port in container_ports("facade")
+    assert healthcheck_port("facade") == port
+    facade_url = urlsplit(resolved_environment("worker")["OSML_FACADE_URL"])
+    assert (facade_url.hostname, facade_url.port) == ("facade", port)
+    assert (
+        resolved_environment("worker")["OSML_PREDICT_API_KEY"] == resolved_environment("facade")["OSML_PREDICT_API_KEY"]
+    )
+
+
+def test_tracking_server_port_and_clients_agree() -> None:
+    env = resolved_environment("mlflow")
+    port = int(env["MLFLOW_PORT"])
+    assert port in container_ports("mlflow")
+    assert healthcheck_port("mlflow") == port
+    tracking = urlsplit(resolved_environment("facade")["MLFLOW_TRACKING_URI"])
+    assert (tracking.scheme, tracking.hostname, tracking.port) == ("http", "mlflow", port)
+
+
+def test_tracking_server_uses_postgres_and_proxied_s3_artifacts() -> None:
+    env = resolved_environment("mlflow")
+    backend = urlsplit(env["MLFLOW_BACKEND_STORE_URI"])
+    assert backend.scheme == "postgresql+psycopg" and backend.hostname == "postgres"
+    assert env["MLFLOW_ARTIFACTS_DESTINATION"].startswith(f"s3://{ENV_VALUES['S3_BUCKET']}/")
+    assert urlsplit(env["MLFLOW_S3_ENDPOINT_URL"]).hostname == "minio"
+    build = SERVICES["mlflow"]["build"]
+    assert Path(REPO_ROOT / build["context"]).resolve() == REPO_ROOT / "mlflow"
+    script = (REPO_ROOT / "mlflow" / "server.sh").read_text()
+    for flag in (
+        "--backend-store-uri",
+        "--serve-artifacts",
+        "--artifacts-destination",
+        "--host",
+        "--port",
+        "--workers",
+    ):
+        assert flag in script
+    dockerfile = (REPO_ROOT / "mlflow" / "Dockerfile").read_text()
+    assert "server.sh" in dockerfile and SERVICES["mlflow"]["command"] == ["serve"]
+
+
+def test_only_the_tracking_server_holds_artifact_store_credentials() -> None:
+    root_secret = ENV_VALUES["MINIO_ROOT_PASSWORD"]
+    assert resolved_environment("mlflow")["AWS_SECRET_ACCESS_KEY"] == root_secret
+    for name in osml_services():
+        env = resolved_environment(name)
+        assert not any(root_secret in value for value in env.values()), f"{name} must not hold the store's root key"
+        assert "MLFLOW_S3_ENDPOINT_URL" not in env, f"{name} must reach artifacts through the tracking server"
+
+
+def test_tracking_server_image_matches_the_client_version() -> None:
+    dockerfile = (REPO_ROOT / "mlflow" / "Dockerfile").read_text()
+    match = re.search(r"^ARG MLFLOW_VERSION=(\S+)$", dockerfile, re.MULTILINE)
+    assert match, "mlflow/Dockerfile must pin MLFLOW_VERSION"
+    server_version = match.group(1)
+    assert server_version.split(".")[:2] == mlflow.__version__.split(".")[:2]
+    assert SERVICES["mlflow"]["image"].endswith(f":{server_version}")
+
+
+def test_osml_image_carries_every_package() -> None:
+    pyproject = tomllib.loads((REPO_ROOT / "pyproject.toml").read_text())
+    packages = {p.rstrip("*") for p in pyproject["tool"]["setuptools"]["packages"]["find"]["include"]}
+    dockerfile = (REPO_ROOT / OSML_DOCKERFILE).read_text()
+    copied = set(re.findall(r"^COPY (\w+) ", dockerfile, re.MULTILINE))
+    assert packages <= copied, f"{OSML_DOCKERFILE} does not copy {packages - copied}"
+    assert 'ENTRYPOINT ["osml"]' in dockerfile
+
+
+def test_dependencies_wait_for_health_or_completion() -> None:
+    for name, service in SERVICES.items():
+        depends = service.get("depends_on", {})
+        assert isinstance(depends, dict), f"{name}: depends_on needs conditions"
+        for target, spec in depends.items():
+            condition = spec.get("condition")
+            if condition == "service_healthy":
+                assert "healthcheck" in SERVICES[target], f"{name} waits for {target}, which has no healthcheck"
+            else:
+                assert condition == "service_completed_successfully", f"{name} -> {target}: {condition}"
+                assert SERVICES[target].get("restart") == "no", f"{target} is a one-shot job: restart: 'no'"
+
+
+def test_long_running_services_restart_and_expose_health_when_depended_on() -> None:
+    depended_on = {target for s in SERVICES.values() for target in s.get("depends_on", {})}
+    for name, service in SERVICES.items():
+        if service.get("restart") != "no":
+            assert service.get("restart") == "unless-stopped", f"{name} should restart"
+            if name in depended_on:
+                assert "healthcheck" in service, name
+
+
+def test_state_lives_on_named_volumes() -> None:
+    declared = set(COMPOSE["volumes"])
+    for service, path in DATA_DIRS.items():
+        on_named = {
+            target
+            for source, target in (str(v).split(":")[:2] for v in SERVICES[service]["volumes"])
+            if source in declared
+        }
+        assert path in on_named, f"{service} keeps {path} on no named volume"
+
+
+def test_every_database_url_names_a_database_init_sql_creates() -> None:
+    created = set(re.findall(r"CREATE DATABASE (\w+)", (REPO_ROOT / "infra/postgres/init.sql").read_text()))
+    urls = [v for s in SERVICES for v in resolved_environment(s).values() if v.startswith("postgresql")]
+    assert urls
+    for url in urls:
+        parts = urlsplit(url)
+        assert parts.hostname == "postgres"
+        assert parts.path.lstrip("/") in created, f"{url}: init.sql does not create that database"
+
+
+def test_broker_urls_and_definitions_agree_with_the_worker() -> None:
+    from worker import topology
+
+    definitions = json.loads((REPO_ROOT / "infra/rabbitmq/definitions.json").read_text())
+    vhosts = {v["name"] for v in definitions["vhosts"]}
+    for service in ("worker", "relay"):
+        url = urlsplit(resolved_environment(service)["OSML_BROKER_URL"])
+        assert url.scheme == "amqp" and url.hostname == "rabbitmq" and url.path.lstrip("/") in vhosts
+    assert [(x["name"], x["type"], x["durable"]) for x in definitions["exchanges"]] == [
+        (topology.EXCHANGE, "topic", True)
+    ]
+    queues = {q["name"]: q for q in definitions["queues"]}
+    assert set(queues) == {topology.REQUESTED_QUEUE, topology.DEAD_LETTER_QUEUE}
+    assert all(q["durable"] for q in queues.values())
+    assert queues[topology.REQUESTED_QUEUE]["arguments"]["x-dead-letter-routing-key"] == topology.DEAD_LETTER_QUEUE
+    assert [(b["source"], b["destination"], b["routing_key"]) for b in definitions["bindings"]] == [
+        (topology.EXCHANGE, topology.REQUESTED_QUEUE, topology.REQUESTED_KEY)
+    ]
+
+
+def test_rabbitmq_loads_the_definitions_its_entrypoint_renders() -> None:
+    conf = (REPO_ROOT / "infra/rabbitmq/rabbitmq.conf").read_text()
+    path = re.search(r"^definitions\.local\.path = (\S+)$", conf, re.MULTILINE)
+    assert path, "rabbitmq.conf must load definitions at boot"
+    entrypoint = (REPO_ROOT / "infra/rabbitmq/entrypoint.sh").read_text()
+    assert f"dir={path.group(1)}" in entrypoint and "definitions.json" in entrypoint
+    env = resolved_environment("rabbitmq")
+    assert {"RABBITMQ_USER", "RABBITMQ_PASSWORD"} <= env.keys()
+    assert urlsplit(resolved_environment("worker")["OSML_BROKER_URL"]).username == env["RABBITMQ_USER"]
+
+
+def test_shell_scripts_parse() -> None:
+    scripts = ["mlflow/server.sh", "infra/rabbitmq/entrypoint.sh", "infra/minio/init.sh"]
+    for script in scripts:
+        result = subprocess.run(["sh", "-n", str(REPO_ROOT / script)], capture_output=True, text=True, check=False)
+        assert result.returncode == 0, f"{script}: {result.stderr}"
