@@ -1,0 +1,1 @@
+"""Data sources, the canonical orders export and the synthetic generator."""

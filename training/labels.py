@@ -1,0 +1,58 @@
+"""Labels (seed §3.2): `slaBreached` for the SLA-risk classifier and `resolutionMinutes` for the ETA regressor.
+
+- An explicit `sla_breached` value wins where present (sources that know the outcome but have no `due_at`).
+- Otherwise a finished order is breached when `done_at > due_at`; no `due_at` means unlabeled.
+- An order still open is unlabeled, unless `as_of` (the export time) is given and its `due_at` already passed
+  then: it has breached whatever happens next. Dropping those would hide exactly the slowest orders.
+- A canceled order (`canceled_at` set, never done) follows the `canceled` rule: excluded (default), breached, met.
+- `resolutionMinutes = done_at - created_at`; NaN when not done or when done before created (inconsistent data).
+"""
+
+from __future__ import annotations
+
+from typing import Final, Literal
+
+import numpy as np
+import pandas as pd
+
+CanceledRule = Literal["exclude", "breached", "met"]
+CANCELED_RULES: Final[tuple[CanceledRule, ...]] = ("exclude", "breached", "met")
+_CANCELED_VALUE: Final[dict[str, float]] = {"exclude": np.nan, "breached": 1.0, "met": 0.0}
+
+
+def _timestamps(orders: pd.DataFrame, column: str) -> pd.Series:
+    if column in orders.columns:
+        return orders[column]
+    return pd.Series(pd.NaT, index=orders.index, dtype="datetime64[ns, UTC]")
+
+
+def is_canceled(orders: pd.DataFrame) -> pd.Series:
+    """Canceled and never done."""
+    return _timestamps(orders, "canceled_at").notna() & _timestamps(orders, "done_at").isna()
+
+
+def sla_breached(
+    orders: pd.DataFrame, *, canceled: CanceledRule = "exclude", as_of: pd.Timestamp | None = None
+) -> pd.Series:
+    """Float 0/1 per order; NaN = unlabeled or excluded."""
+    if canceled not in _CANCELED_VALUE:
+        raise ValueError(f"canceled rule must be one of {', '.join(CANCELED_RULES)}, got {canceled!r}")
+    done = _timestamps(orders, "done_at")
+    due = _timestamps(orders, "due_at")
+    label = pd.Series(np.nan, index=orders.index, dtype="float64")
+    finished = done.notna() & due.notna()
+    label[finished] = (done[finished] > due[finished]).astype("float64")
+    if as_of is not None:
+        overdue_open = done.isna() & _timestamps(orders, "canceled_at").isna() & due.notna() & (due < as_of)
+        label[overdue_open] = 1.0
+    if "sla_breached" in orders.columns:
+        explicit = orders["sla_breached"].astype("float64")
+        label = explicit.where(explicit.notna(), label)
+    label[is_canceled(orders)] = _CANCELED_VALUE[canceled]
+    return label
+
+
+def resolution_minutes(orders: pd.DataFrame) -> pd.Series:
+    """Minutes from creation to done; NaN when not done."""
+    minutes = (_timestamps(orders, "done_at") - orders["created_at"]).dt.total_seconds() / 60.0
+    return minutes.where(minutes >= 0).astype("float64")
