@@ -5,7 +5,8 @@ Everything is known at `created_at`, the moment the backend asks for a predictio
 - `dueInMinutes` = due_at - created_at (NaN without a due date);
 - `hasAssignee`; `assigneeWorkloadOpen` = orders of the same assignee created strictly before and still open at
   that instant (closed - done or canceled - strictly after it, or never), NaN without an assignee;
-- categorical columns as pandas strings (NaN when absent); schema 2 adds the context columns.
+- categorical columns as pandas strings (NaN when absent); schema 2 adds the context columns;
+- schema 3 adds `assignmentGroupWorkloadOpen`: the same count keyed by assignment group (the queue joined).
 An order created later can only add events after an earlier order's creation, so it never changes that order's row.
 The assignee is the one in the export (the data has no assignment time): sources assigning at creation fit best.
 """
@@ -47,14 +48,14 @@ def _column(orders: pd.DataFrame, name: str, dtype: str) -> pd.Series:
     return pd.Series(np.nan if dtype != "datetime64[ns, UTC]" else pd.NaT, index=orders.index, dtype=dtype)
 
 
-def open_workload(assignee: pd.Series, created: pd.Series, closed: pd.Series) -> np.ndarray:
-    """Per order: orders of the same assignee with created < this order's created < closed (NaN if unassigned).
+def open_workload(key: pd.Series, created: pd.Series, closed: pd.Series) -> np.ndarray:
+    """Per order: orders with the same key (assignee, group) open at its creation: created < t < closed.
 
-    A sweep over (assignee, time) events: +1 when an order opens, -1 when it closes, a query at each creation.
+    NaN where the key is missing. A sweep over (key, time) events: +1 when an order opens, -1 when it closes, a query at each creation.
     At equal times closes sort before queries and queries before opens, so an order closed exactly at an
     instant is no longer open, and one created at the same instant is not yet counted. O(n log n).
     """
-    codes, _ = pd.factorize(assignee, use_na_sentinel=True)
+    codes, _ = pd.factorize(key, use_na_sentinel=True)
     created_ns = _utc_ns(created)
     closed_ns = _utc_ns(closed)
     never_closed = closed_ns == np.iinfo(np.int64).min
@@ -100,7 +101,7 @@ def build_features(orders: pd.DataFrame, *, schema_version: str = CURRENT_SCHEMA
     due = _column(orders, "due_at", "datetime64[ns, UTC]").astype("datetime64[ns, UTC]")
 
     features = pd.DataFrame(index=orders.index)
-    categorical, _ = SCHEMAS[schema_version]
+    categorical, numeric = SCHEMAS[schema_version]
     for name in categorical:
         features[name] = _column(orders, _CATEGORICAL_SOURCES[name], "str").astype("str")
     features["createdHour"] = created.dt.hour.astype("int64")
@@ -109,6 +110,9 @@ def build_features(orders: pd.DataFrame, *, schema_version: str = CURRENT_SCHEMA
     features["assigneeWorkloadOpen"] = open_workload(assignee, created, closed)
     features["timeSinceCreatedMinutes"] = 0.0
     features["dueInMinutes"] = (due - created).dt.total_seconds() / 60.0
+    if "assignmentGroupWorkloadOpen" in numeric:
+        group = _column(orders, "assignment_group", "str")
+        features["assignmentGroupWorkloadOpen"] = open_workload(group, created, closed)
     return features[list(feature_columns(schema_version))]
 
 

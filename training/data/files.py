@@ -54,7 +54,7 @@ def _load_uci(path: Path, *, source: str) -> OrdersData:
         raise DataError(
             "this is the UCI incident event log, but the UCI adapter is not installed", source=source
         ) from exc
-    data: OrdersData = uci.load_uci(path)
+    data: OrdersData = uci.load_uci(path, source=source)
     return data
 
 
