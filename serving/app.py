@@ -1,0 +1,98 @@
+"""`create_app(settings)`: the FastAPI facade. Nothing happens at import; models load in the lifespan."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import gc
+import logging
+import tempfile
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from functools import cache
+from pathlib import Path
+
+from fastapi import FastAPI
+from mlflow import MlflowClient
+
+from osml import registry
+from serving.auth import ApiKeys
+from serving.dataplane import DataPlane
+from serving.errors import install_error_handlers
+from serving.job_store import JobStore, make_engine
+from serving.jobs import TrainingJobs
+from serving.metrics import ObservabilityMiddleware, ServingMetrics
+from serving.model_store import ModelStore, RegistryLoader
+from serving.routes import router
+from serving.settings import ServingSettings
+
+log = logging.getLogger("osml.serving")
+
+
+async def _maintain_jobs(jobs: TrainingJobs, every: float) -> None:
+    while True:
+        try:
+            await asyncio.to_thread(jobs.maintain)
+        except Exception as exc:  # the job database may be briefly unreachable; keep trying
+            log.warning("job heartbeat failed", extra={"error": str(exc)})
+        await asyncio.sleep(every)
+
+
+def create_app(settings: ServingSettings | None = None) -> FastAPI:
+    settings = settings or ServingSettings()
+    metrics = ServingMetrics()
+
+    @cache
+    def client() -> MlflowClient:
+        return MlflowClient(tracking_uri=settings.tracking_uri, registry_uri=settings.tracking_uri)
+
+    engine = make_engine(settings.database_url)
+    jobs = TrainingJobs(
+        store=JobStore(engine),
+        child_env={"OSML_DATABASE_URL": settings.database_url, "MLFLOW_TRACKING_URI": settings.tracking_uri},
+        stale_seconds=settings.job_stale_seconds,
+    )
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        with tempfile.TemporaryDirectory(prefix="osml-models-") as cache_dir:
+            store = ModelStore(
+                read_production=lambda: registry.production_pair(client()),
+                load=RegistryLoader(tracking_uri=settings.tracking_uri, cache_dir=Path(cache_dir)),
+                poll_seconds=settings.model_poll_seconds,
+                on_swap=lambda active: metrics.set_active(active.model_version),
+            )
+            app.state.plane = DataPlane(store=store, client=client, jobs=jobs, metrics=metrics)
+            await asyncio.to_thread(jobs.start)
+            await asyncio.to_thread(store.refresh)
+            # Everything allocated so far (MLflow, sklearn, the models) lives as long as the process: moving it
+            # out of the collector's view makes each collection triggered by a large request cheap.
+            gc.freeze()
+            tasks = [
+                asyncio.create_task(store.poll_forever(), name="osml-model-poller"),
+                asyncio.create_task(_maintain_jobs(jobs, settings.job_heartbeat_seconds), name="osml-job-heartbeat"),
+            ]
+            try:
+                yield
+            finally:
+                for task in tasks:
+                    task.cancel()
+                for task in tasks:
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await task
+                await asyncio.to_thread(jobs.shutdown)
+                engine.dispose()
+
+    app = FastAPI(
+        title="osml facade",
+        version="1",
+        summary="SLA risk and ETA for service orders, served from the MLflow Model Registry",
+        lifespan=lifespan,
+    )
+    app.state.keys = ApiKeys(settings)
+    app.state.metrics = metrics
+    app.state.settings = settings
+    install_error_handlers(app)
+    app.include_router(router)
+    app.add_middleware(ObservabilityMiddleware, metrics=metrics)
+    return app

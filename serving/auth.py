@@ -1,0 +1,55 @@
+"""API keys (`X-API-Key`): the predict key opens /predict*, the admin key opens everything.
+
+Keys are compared in constant time. Auth is off only when OSML_AUTH_DISABLED is set explicitly (local use).
+"""
+
+from __future__ import annotations
+
+import secrets
+from typing import Annotated, Literal
+
+from fastapi import Depends, Request, Security, params
+from fastapi.security import APIKeyHeader
+
+from serving.errors import Forbidden, Unauthenticated
+from serving.settings import ServingSettings
+
+Scope = Literal["predict", "admin"]
+
+api_key_header = APIKeyHeader(name="X-API-Key", auto_error=False, description="predict or admin API key")
+
+
+class ApiKeys:
+    def __init__(self, settings: ServingSettings) -> None:
+        self.disabled = settings.auth_disabled
+        admin = settings.admin_api_key.get_secret_value().encode() if settings.admin_api_key else None
+        predict = settings.predict_api_key.get_secret_value().encode() if settings.predict_api_key else None
+        self._accepted: dict[Scope, tuple[bytes, ...]] = {
+            "predict": tuple(k for k in (predict, admin) if k),
+            "admin": tuple(k for k in (admin,) if k),
+        }
+
+    def check(self, provided: str | None, scope: Scope) -> None:
+        if self.disabled:
+            return
+        if not provided:
+            raise Unauthenticated("missing X-API-Key header", headers={"WWW-Authenticate": "X-API-Key"})
+        given = provided.encode()
+        # compare against every accepted key so the time taken does not reveal which one nearly matched
+        matched = False
+        for key in self._accepted[scope]:
+            matched |= secrets.compare_digest(given, key)
+        if not matched:
+            raise Forbidden(f"this API key may not use the {scope} endpoints")
+
+
+def _require(scope: Scope) -> params.Depends:
+    def dependency(request: Request, key: Annotated[str | None, Security(api_key_header)]) -> None:
+        keys: ApiKeys = request.app.state.keys
+        keys.check(key, scope)
+
+    return Depends(dependency)
+
+
+PredictAccess = _require("predict")
+AdminAccess = _require("admin")

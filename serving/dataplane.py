@@ -1,0 +1,147 @@
+"""The facade's core, independent of HTTP: predictions, model versions and training jobs.
+
+`predict` and `predict_batch` only read the active pair (one attribute read) and compute; the registry and
+job methods block on I/O and are meant to run in a worker thread.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+import numpy as np
+from mlflow import MlflowClient
+from mlflow.exceptions import MlflowException
+
+from osml import registry
+from osml.schema import SUPPORTED_SCHEMA_VERSIONS
+from serving import errors
+from serving.job_store import Job
+from serving.jobs import TrainingJobs
+from serving.metrics import ServingMetrics
+from serving.model_store import ActivePair, ModelStore
+from serving.payloads import PredictRequest
+
+
+def _registry_unavailable(exc: Exception) -> errors.RegistryUnavailable:
+    return errors.RegistryUnavailable(f"the model registry is unavailable: {exc}")
+
+
+class DataPlane:
+    def __init__(
+        self,
+        *,
+        store: ModelStore,
+        client: Callable[[], MlflowClient],
+        jobs: TrainingJobs,
+        metrics: ServingMetrics,
+    ) -> None:
+        self.store = store
+        self.jobs = jobs
+        self._client = client
+        self._metrics = metrics
+
+    def active(self) -> ActivePair:
+        pair = self.store.current
+        if pair is None:
+            raise errors.ModelUnavailable("no model version is loaded: activate one (POST /models/activate)")
+        return pair
+
+    # -- predictions (CPU only, microseconds per row) --
+
+    def predict(self, request: PredictRequest) -> dict[str, Any]:
+        pair = self.active()
+        features = request.features.model_dump()
+        sla = pair.sla.predict_one(features)
+        eta = pair.eta.predict_one(features)
+        self._metrics.predictions.labels(pair.model_version).inc()
+        return {
+            "requestId": request.requestId,
+            "orderId": request.orderId,
+            "modelVersion": pair.model_version,
+            "predictions": {"slaRisk": round(float(sla), 4), "etaMinutes": max(round(float(eta)), 0)},
+        }
+
+    def predict_batch(self, items: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+        """`items` as validated by `payloads.BATCH_ADAPTER`: dicts shaped like /predict bodies."""
+        pair = self.active()
+        rows = [item["features"] for item in items]
+        sla = np.round(np.asarray(pair.sla.predict_many(rows), dtype=float), 4).tolist()
+        eta = np.maximum(np.rint(np.asarray(pair.eta.predict_many(rows), dtype=float)), 0).astype(int).tolist()
+        version = pair.model_version
+        self._metrics.predictions.labels(version).inc(len(rows))
+        return {
+            "modelVersion": version,
+            "items": [
+                {
+                    "requestId": item["requestId"],
+                    "orderId": item["orderId"],
+                    "modelVersion": version,
+                    "predictions": {"slaRisk": s, "etaMinutes": e},
+                }
+                for item, s, e in zip(items, sla, eta, strict=True)
+            ],
+        }
+
+    # -- model versions (blocking: registry I/O and model loading) --
+
+    def list_models(self) -> list[dict[str, Any]]:
+        try:
+            client = self._client()
+            pairs = registry.list_pairs(client)
+            production = registry.production_pair(client)
+        except (MlflowException, OSError) as exc:
+            raise _registry_unavailable(exc) from exc
+        return [
+            {
+                "modelVersion": p.model_version,
+                "trainedAt": p.trained_at,
+                "featuresSchemaVersion": p.schema_version,
+                "datasetRef": p.dataset_ref,
+                "slaRegistryVersion": str(p.sla.version),
+                "etaRegistryVersion": str(p.eta.version),
+                "active": production is not None and production.model_version == p.model_version,
+                "servable": p.schema_version in SUPPORTED_SCHEMA_VERSIONS,
+            }
+            for p in pairs
+        ]
+
+    def activate(self, model_version: str) -> dict[str, str]:
+        try:
+            client = self._client()
+            pair = registry.find_pair(client, model_version)
+        except registry.UnknownModelVersion as exc:
+            raise errors.UnknownModelVersion(f"no model version {model_version} in the registry") from exc
+        except (MlflowException, OSError) as exc:
+            raise _registry_unavailable(exc) from exc
+        try:
+            active = self.store.promote(pair, commit=lambda: registry.activate(client, model_version))
+        except (MlflowException, OSError) as exc:
+            raise _registry_unavailable(exc) from exc
+        return {"activeModelVersion": active.model_version}
+
+    # -- training jobs (blocking: database) --
+
+    def submit_training(self, *, dataset_ref: str, test_size: float, random_state: int) -> dict[str, str]:
+        job = self.jobs.submit(dataset_ref=dataset_ref, test_size=test_size, random_state=random_state)
+        return {"jobId": job.id, "status": job.status}
+
+    def training_job(self, job_id: str) -> dict[str, Any]:
+        return job_view(self.jobs.get(job_id))
+
+
+def job_view(job: Job) -> dict[str, Any]:
+    view: dict[str, Any] = {
+        "jobId": job.id,
+        "status": job.status,
+        "progress": round(job.progress, 4),
+        "modelVersion": job.model_version,
+        "datasetRef": job.dataset_ref,
+        "createdAt": job.created_at.isoformat().replace("+00:00", "Z"),
+        "updatedAt": job.updated_at.isoformat().replace("+00:00", "Z"),
+    }
+    if job.metrics is not None:
+        view["metrics"] = job.metrics
+    if job.reason is not None:
+        view["reason"] = job.reason
+    return view

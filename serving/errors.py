@@ -1,0 +1,145 @@
+"""Domain errors carry their HTTP status and a machine-readable `code`; one handler maps them to responses.
+
+Every error body has the shape {"code": ..., "message": ...} (plus field-level `errors` for validation), and
+never a stack trace: unexpected exceptions are logged with their traceback and answered with INTERNAL_ERROR.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from typing import Any, ClassVar
+
+import orjson
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from pydantic import BaseModel
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.responses import Response
+
+log = logging.getLogger("osml.serving")
+
+
+class ServingError(Exception):
+    status: ClassVar[int] = 500
+    code: ClassVar[str] = "INTERNAL_ERROR"
+
+    def __init__(self, message: str, *, headers: dict[str, str] | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.headers = headers
+
+
+class InvalidRequest(ServingError):
+    status = 400
+    code = "INVALID_REQUEST"
+
+    def __init__(self, message: str, *, errors: Sequence[dict[str, Any]] = ()) -> None:
+        super().__init__(message)
+        self.errors = list(errors)
+
+
+class Unauthenticated(ServingError):
+    status = 401
+    code = "UNAUTHENTICATED"
+
+
+class Forbidden(ServingError):
+    status = 403
+    code = "FORBIDDEN"
+
+
+class NotFound(ServingError):
+    status = 404
+    code = "NOT_FOUND"
+
+
+class UnknownJob(NotFound):
+    code = "JOB_NOT_FOUND"
+
+
+class UnknownModelVersion(NotFound):
+    code = "MODEL_VERSION_NOT_FOUND"
+
+
+class UnsupportedSchema(ServingError):
+    status = 409
+    code = "UNSUPPORTED_SCHEMA"
+
+
+class ModelUnavailable(ServingError):
+    """The seed's 'modelo indisponível': no pair is loaded (yet)."""
+
+    status = 500
+    code = "MODEL_UNAVAILABLE"
+
+
+class ModelLoadFailed(ServingError):
+    status = 502
+    code = "MODEL_LOAD_FAILED"
+
+
+class RegistryUnavailable(ServingError):
+    status = 503
+    code = "REGISTRY_UNAVAILABLE"
+
+
+class NotReady(ServingError):
+    status = 503
+    code = "NOT_READY"
+
+
+class ErrorBody(BaseModel):
+    """What every error response carries (documented in OpenAPI)."""
+
+    code: str
+    message: str
+    errors: list[dict[str, Any]] | None = None
+
+
+def error_response(status: int, code: str, message: str, **extra: Any) -> Response:
+    body = {"code": code, "message": message, **extra}
+    return Response(orjson.dumps(body), status_code=status, media_type="application/json")
+
+
+def field_errors(exc: RequestValidationError) -> list[dict[str, Any]]:
+    """Pydantic's errors as {field, message, type}: the dotted path of the offending field, no input echo."""
+    out = []
+    for err in exc.errors():
+        loc = [str(p) for p in err.get("loc", ()) if p != "body"]
+        out.append({"field": ".".join(loc) or "body", "message": str(err.get("msg", "")), "type": err.get("type")})
+    return out
+
+
+async def _serving_error(_request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, ServingError)
+    extra = {"errors": exc.errors} if isinstance(exc, InvalidRequest) else {}
+    response = error_response(exc.status, exc.code, exc.message, **extra)
+    if exc.headers:
+        response.headers.update(exc.headers)
+    return response
+
+
+async def _validation_error(_request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, RequestValidationError)
+    errors = field_errors(exc)
+    fields = ", ".join(e["field"] for e in errors)
+    return error_response(400, InvalidRequest.code, f"invalid request: {fields}", errors=errors)
+
+
+async def _http_error(_request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, StarletteHTTPException)
+    codes = {404: "NOT_FOUND", 405: "METHOD_NOT_ALLOWED"}
+    return error_response(exc.status_code, codes.get(exc.status_code, "HTTP_ERROR"), str(exc.detail))
+
+
+async def _unexpected(request: Request, exc: Exception) -> Response:
+    log.error("unhandled error", exc_info=exc, extra={"path": request.url.path})
+    return error_response(500, "INTERNAL_ERROR", "internal error")
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    app.add_exception_handler(ServingError, _serving_error)
+    app.add_exception_handler(RequestValidationError, _validation_error)
+    app.add_exception_handler(StarletteHTTPException, _http_error)
+    app.add_exception_handler(Exception, _unexpected)

@@ -1,0 +1,94 @@
+"""Prometheus metrics and the per-request observability middleware (pure ASGI: no per-request task or copy)."""
+
+from __future__ import annotations
+
+import logging
+from time import perf_counter
+from typing import Any
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+log = logging.getLogger("osml.serving.access")
+
+_LATENCY_BUCKETS = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+
+
+class ServingMetrics:
+    """One registry per app, so several apps in one process (tests) never share counters."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        self.requests = Counter(
+            "osml_http_requests_total",
+            "HTTP requests by route and status",
+            ["method", "route", "status"],
+            registry=self.registry,
+        )
+        self.latency = Histogram(
+            "osml_http_request_duration_seconds",
+            "HTTP request latency by route and status",
+            ["method", "route", "status"],
+            buckets=_LATENCY_BUCKETS,
+            registry=self.registry,
+        )
+        self.predictions = Counter(
+            "osml_predictions_total", "orders predicted, by model version", ["model_version"], registry=self.registry
+        )
+        self.active = Gauge(
+            "osml_active_model_version",
+            "1 for the model version being served",
+            ["model_version"],
+            registry=self.registry,
+        )
+
+    def set_active(self, model_version: str) -> None:
+        self.active.clear()
+        self.active.labels(model_version).set(1)
+
+    def observe(self, method: str, route: str, status: int, seconds: float) -> None:
+        code = str(status)
+        self.requests.labels(method, route, code).inc()
+        self.latency.labels(method, route, code).observe(seconds)
+
+
+class ObservabilityMiddleware:
+    """Counts, times and logs every HTTP request. Routes add fields (requestId, orderId, modelVersion) to
+    `request.state.log`; they end up in the one log line written per request."""
+
+    def __init__(self, app: ASGIApp, *, metrics: ServingMetrics) -> None:
+        self.app = app
+        self.metrics = metrics
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        start = perf_counter()
+        status = 500
+
+        async def send_status(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_status)
+        finally:
+            elapsed = perf_counter() - start
+            route = scope.get("route")
+            route_path = getattr(route, "path", "unmatched")
+            self.metrics.observe(scope["method"], route_path, status, elapsed)
+            if log.isEnabledFor(logging.INFO):
+                fields: dict[str, Any] = scope.get("state", {}).get("log") or {}
+                log.info(
+                    "request",
+                    extra={
+                        "method": scope["method"],
+                        "path": scope["path"],
+                        "status": status,
+                        "latencyMs": round(elapsed * 1000, 3),
+                        **fields,
+                    },
+                )

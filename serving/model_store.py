@@ -1,0 +1,165 @@
+"""The active model pair: loaded off the event loop, swapped in one assignment.
+
+The facade follows the registry alias `production`. A poller reads it every `poll_seconds`; when it names a
+different pair, that pair is loaded in a worker thread while the current one keeps answering, its features
+schema is checked, and only then does `current` change, in a single attribute assignment. A request reads
+`current` once and uses that object to the end, so its `modelVersion` names the pair that produced it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import tempfile
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from osml.predictor import OrderPredictor
+from osml.registry import ModelPair
+from osml.schema import SUPPORTED_SCHEMA_VERSIONS
+from serving.errors import ModelLoadFailed, UnsupportedSchema
+
+log = logging.getLogger("osml.serving.models")
+
+
+@dataclass(frozen=True)
+class ActivePair:
+    """A loaded pair: both predictors plus what the responses and /models report about them."""
+
+    model_version: str
+    schema_version: str
+    trained_at: str
+    sla: OrderPredictor
+    eta: OrderPredictor
+    key: tuple[str, str, str]  # (modelVersion, sla registry version, eta registry version)
+
+
+def pair_key(pair: ModelPair) -> tuple[str, str, str]:
+    return (pair.model_version, str(pair.sla.version), str(pair.eta.version))
+
+
+def check_schema(pair: ModelPair) -> None:
+    if pair.schema_version not in SUPPORTED_SCHEMA_VERSIONS:
+        raise UnsupportedSchema(
+            f"model version {pair.model_version} uses features schema {pair.schema_version or '(none)'!r}; "
+            f"this facade serves schemas {sorted(SUPPORTED_SCHEMA_VERSIONS)}"
+        )
+
+
+class RegistryLoader:
+    """Downloads a pair's models from the registry into `cache_dir` and loads them (blocking)."""
+
+    def __init__(self, *, tracking_uri: str, cache_dir: Path) -> None:
+        self._tracking_uri = tracking_uri
+        self._cache_dir = cache_dir
+
+    def _predictor(self, uri: str) -> OrderPredictor:
+        import mlflow.artifacts
+        import mlflow.pyfunc
+
+        destination = Path(tempfile.mkdtemp(prefix="model-", dir=self._cache_dir))
+        local = mlflow.artifacts.download_artifacts(
+            artifact_uri=uri,
+            dst_path=str(destination),
+            tracking_uri=self._tracking_uri,
+            registry_uri=self._tracking_uri,
+        )
+        model = mlflow.pyfunc.load_model(local).unwrap_python_model()
+        if not isinstance(model, OrderPredictor):
+            raise ModelLoadFailed(f"{uri} does not implement osml.predictor.OrderPredictor")
+        return model
+
+    def __call__(self, pair: ModelPair) -> ActivePair:
+        check_schema(pair)
+        try:
+            sla, eta = self._predictor(pair.sla_uri), self._predictor(pair.eta_uri)
+        except ModelLoadFailed:
+            raise
+        except Exception as exc:
+            raise ModelLoadFailed(f"could not load model version {pair.model_version}: {exc}") from exc
+        for model in (sla, eta):
+            if model.schema_version != pair.schema_version:
+                raise UnsupportedSchema(
+                    f"model version {pair.model_version} is tagged with features schema {pair.schema_version!r} "
+                    f"but its model expects {model.schema_version!r}"
+                )
+        return ActivePair(pair.model_version, pair.schema_version, pair.trained_at, sla, eta, pair_key(pair))
+
+
+class ModelStore:
+    """Holds the active pair; `refresh` follows the registry, `promote` switches on request."""
+
+    def __init__(
+        self,
+        *,
+        read_production: Callable[[], ModelPair | None],
+        load: Callable[[ModelPair], ActivePair],
+        poll_seconds: float,
+        on_swap: Callable[[ActivePair], None] | None = None,
+    ) -> None:
+        self.current: ActivePair | None = None
+        self._read_production = read_production
+        self._load = load
+        self._poll_seconds = poll_seconds
+        self._on_swap = on_swap
+        self._loading = threading.Lock()  # serialises loaders only; requests never take it
+        self._rejected: set[tuple[str, str, str]] = set()
+
+    def _swap(self, active: ActivePair) -> None:
+        previous = self.current
+        self.current = active  # the one step requests can observe
+        if self._on_swap is not None:
+            self._on_swap(active)
+        log.info(
+            "model pair swapped in",
+            extra={"modelVersion": active.model_version, "previous": previous.model_version if previous else None},
+        )
+
+    def refresh(self) -> ActivePair | None:
+        """Follow the alias `production` (blocking). Any failure leaves the current pair serving."""
+        try:
+            pair = self._read_production()
+        except Exception as exc:
+            log.warning("registry unreachable; keeping the current pair", extra={"error": str(exc)})
+            return self.current
+        if pair is None:
+            return self.current
+        key = pair_key(pair)
+        if key in self._rejected or (self.current is not None and self.current.key == key):
+            return self.current
+        with self._loading:
+            if self.current is not None and self.current.key == key:
+                return self.current
+            try:
+                active = self._load(pair)
+            except UnsupportedSchema as exc:
+                self._rejected.add(key)
+                log.error("production pair refused", extra={"modelVersion": pair.model_version, "error": str(exc)})
+                return self.current
+            except Exception as exc:
+                log.error(
+                    "production pair failed to load", extra={"modelVersion": pair.model_version, "error": str(exc)}
+                )
+                return self.current
+            self._swap(active)
+        return active
+
+    def promote(self, pair: ModelPair, *, commit: Callable[[], object]) -> ActivePair:
+        """Load `pair`, then `commit` (point the registry alias at it), then swap (blocking).
+
+        Loading first means a pair that cannot be served is never made production.
+        """
+        check_schema(pair)
+        with self._loading:
+            active = self._load(pair)
+            commit()
+            self._rejected.discard(active.key)
+            self._swap(active)
+        return active
+
+    async def poll_forever(self) -> None:
+        while True:
+            await asyncio.sleep(self._poll_seconds)
+            await asyncio.to_thread(self.refresh)

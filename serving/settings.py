@@ -1,0 +1,47 @@
+"""Facade configuration: environment variables with the `OSML_` prefix (plus MLflow's own MLFLOW_TRACKING_URI)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Self
+
+from pydantic import AliasChoices, Field, SecretStr, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from osml.conventions import EMBEDDED_DIR, tracking_uri
+
+
+def embedded_database_url() -> str:
+    """Job state for the embedded default: a SQLite file beside the MLflow store under .osml/."""
+    return f"sqlite:///{(Path.cwd() / EMBEDDED_DIR / 'osml.db').resolve()}"
+
+
+class ServingSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="OSML_", extra="ignore", populate_by_name=True)
+
+    host: str = "127.0.0.1"
+    port: int = Field(default=8000, ge=1, le=65535)
+    predict_api_key: SecretStr | None = None
+    admin_api_key: SecretStr | None = None
+    # An explicit opt-out for local use; without it both keys must be set (the facade refuses to start open).
+    auth_disabled: bool = False
+    database_url: str = Field(default_factory=embedded_database_url)
+    model_poll_seconds: float = Field(default=5.0, gt=0)
+    # A training job's owner refreshes its heartbeat this often; a job whose heartbeat is older than
+    # job_stale_seconds was cut off (its process died) and reads `failed`.
+    job_heartbeat_seconds: float = Field(default=5.0, gt=0)
+    job_stale_seconds: float = Field(default=30.0, gt=0)
+    log_level: str = "INFO"
+    tracking_uri: str = Field(
+        default_factory=tracking_uri, validation_alias=AliasChoices("MLFLOW_TRACKING_URI", "OSML_TRACKING_URI")
+    )
+
+    @model_validator(mode="after")
+    def _keys_or_explicit_opt_out(self) -> Self:
+        if not self.auth_disabled and (self.predict_api_key is None or self.admin_api_key is None):
+            raise ValueError(
+                "set OSML_PREDICT_API_KEY and OSML_ADMIN_API_KEY, or OSML_AUTH_DISABLED=true for local use only"
+            )
+        if self.job_stale_seconds <= self.job_heartbeat_seconds:
+            raise ValueError("OSML_JOB_STALE_SECONDS must exceed OSML_JOB_HEARTBEAT_SECONDS")
+        return self

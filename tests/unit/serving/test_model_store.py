@@ -1,0 +1,189 @@
+"""Swap logic: the registry alias decides, loads happen beside serving, the switch is one step."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+from mlflow.entities.model_registry import ModelVersion, ModelVersionTag
+from mlflow.exceptions import MlflowException
+
+from osml.conventions import ETA_MODEL_NAME, SLA_MODEL_NAME
+from osml.registry import ModelPair
+from serving.errors import ModelLoadFailed, UnsupportedSchema
+from serving.model_store import ActivePair, ModelStore, check_schema
+from tests.unit.serving.conftest import active_pair
+
+pytestmark = pytest.mark.unit
+
+
+def pair(model_version: str, *, registry_version: int = 1, schema: str = "2") -> ModelPair:
+    tags = [
+        ModelVersionTag("modelVersion", model_version),
+        ModelVersionTag("featuresSchemaVersion", schema),
+        ModelVersionTag("trainedAt", "2026-05-01T10:00:00Z"),
+    ]
+    return ModelPair(
+        model_version,
+        ModelVersion(SLA_MODEL_NAME, str(registry_version), 0, tags=tags),
+        ModelVersion(ETA_MODEL_NAME, str(registry_version), 0, tags=tags),
+    )
+
+
+class Registry:
+    """What the alias `production` points at, as the store's poller sees it."""
+
+    def __init__(self) -> None:
+        self.production: ModelPair | None = None
+        self.down = False
+
+    def read(self) -> ModelPair | None:
+        if self.down:
+            raise MlflowException("API request to http://mlflow failed: Connection refused")
+        return self.production
+
+
+class Loader:
+    def __init__(self) -> None:
+        self.loaded: list[str] = []
+        self.failing: set[str] = set()
+        self.gate: threading.Event | None = None
+        self.started = threading.Event()
+
+    def __call__(self, p: ModelPair) -> ActivePair:
+        self.started.set()
+        if self.gate is not None:
+            assert self.gate.wait(timeout=10)
+        if p.model_version in self.failing:
+            raise ModelLoadFailed(f"artifact store unreachable for {p.model_version}")
+        self.loaded.append(p.model_version)
+        check_schema(p)
+        loaded = active_pair(p.model_version)
+        return ActivePair(
+            loaded.model_version,
+            loaded.schema_version,
+            loaded.trained_at,
+            loaded.sla,
+            loaded.eta,
+            (p.model_version, str(p.sla.version), str(p.eta.version)),
+        )
+
+
+@pytest.fixture
+def registry() -> Registry:
+    return Registry()
+
+
+@pytest.fixture
+def loader() -> Loader:
+    return Loader()
+
+
+@pytest.fixture
+def store(registry: Registry, loader: Loader) -> ModelStore:
+    return ModelStore(read_production=registry.read, load=loader, poll_seconds=1)
+
+
+def served(store: ModelStore) -> str | None:
+    return store.current.model_version if store.current else None
+
+
+def test_follows_the_alias_and_loads_each_pair_once(store: ModelStore, registry: Registry, loader: Loader) -> None:
+    assert store.refresh() is None
+    registry.production = pair("2026-05-01_001")
+    store.refresh()
+    store.refresh()
+    assert served(store) == "2026-05-01_001"
+    registry.production = pair("2026-05-02_001", registry_version=2)
+    store.refresh()
+    assert served(store) == "2026-05-02_001"
+    assert loader.loaded == ["2026-05-01_001", "2026-05-02_001"]
+
+
+def test_a_re_registered_version_with_the_same_tag_is_reloaded(
+    store: ModelStore, registry: Registry, loader: Loader
+) -> None:
+    registry.production = pair("2026-05-01_001", registry_version=1)
+    store.refresh()
+    registry.production = pair("2026-05-01_001", registry_version=3)
+    store.refresh()
+    assert store.current is not None and store.current.key == ("2026-05-01_001", "3", "3")
+    assert len(loader.loaded) == 2
+
+
+def test_registry_down_keeps_the_current_pair(store: ModelStore, registry: Registry) -> None:
+    registry.production = pair("2026-05-01_001")
+    store.refresh()
+    registry.down = True
+    assert store.refresh() is store.current
+    assert served(store) == "2026-05-01_001"
+
+
+def test_an_unsupported_schema_is_refused_once_and_the_current_pair_stays(
+    store: ModelStore, registry: Registry, loader: Loader
+) -> None:
+    registry.production = pair("2026-05-01_001")
+    store.refresh()
+    registry.production = pair("2026-05-02_001", registry_version=2, schema="99")
+    store.refresh()
+    store.refresh()
+    assert served(store) == "2026-05-01_001"
+    assert loader.loaded == ["2026-05-01_001", "2026-05-02_001"]  # tried once, then remembered
+
+
+def test_a_failed_load_keeps_the_current_pair_and_is_retried(
+    store: ModelStore, registry: Registry, loader: Loader
+) -> None:
+    registry.production = pair("2026-05-01_001")
+    store.refresh()
+    registry.production = pair("2026-05-02_001", registry_version=2)
+    loader.failing.add("2026-05-02_001")
+    store.refresh()
+    assert served(store) == "2026-05-01_001"
+    loader.failing.clear()
+    store.refresh()
+    assert served(store) == "2026-05-02_001"
+
+
+def test_readers_keep_the_old_pair_while_the_new_one_loads(
+    store: ModelStore, registry: Registry, loader: Loader
+) -> None:
+    registry.production = pair("2026-05-01_001")
+    store.refresh()
+    old = store.current
+    registry.production = pair("2026-05-02_001", registry_version=2)
+    loader.gate = threading.Event()
+    loader.started.clear()
+    poller = threading.Thread(target=store.refresh)
+    poller.start()
+    assert loader.started.wait(timeout=10)
+    assert store.current is old  # the load is in progress; requests are answered by the old pair
+    loader.gate.set()
+    poller.join(timeout=10)
+    assert served(store) == "2026-05-02_001"
+
+
+def test_promote_loads_before_committing(store: ModelStore, loader: Loader) -> None:
+    commits: list[str] = []
+    loader.failing.add("2026-05-02_001")
+    with pytest.raises(ModelLoadFailed):
+        store.promote(pair("2026-05-02_001"), commit=lambda: commits.append("2026-05-02_001"))
+    assert commits == [] and store.current is None
+    store.promote(pair("2026-05-03_001"), commit=lambda: commits.append("2026-05-03_001"))
+    assert commits == ["2026-05-03_001"] and served(store) == "2026-05-03_001"
+
+
+def test_promote_refuses_an_unsupported_schema_without_loading(store: ModelStore, loader: Loader) -> None:
+    with pytest.raises(UnsupportedSchema, match="schema '0'"):
+        store.promote(pair("2026-05-02_001", schema="0"), commit=lambda: None)
+    assert loader.loaded == []
+
+
+def test_swaps_report_the_new_version(registry: Registry, loader: Loader) -> None:
+    swapped: list[str] = []
+    store = ModelStore(
+        read_production=registry.read, load=loader, poll_seconds=1, on_swap=lambda a: swapped.append(a.model_version)
+    )
+    registry.production = pair("2026-05-01_001")
+    store.refresh()
+    assert swapped == ["2026-05-01_001"]
