@@ -1,0 +1,100 @@
+"""HTTP client of the facade's prediction endpoints, behind a circuit breaker.
+
+One attempt per call: the caller's retry loop (`resilience.retry_transient`) owns the backoff. A 400 means the
+request can never succeed (FacadeRejected, dead-lettered by the worker); everything else that is not a 200 -
+5xx including MODEL_UNAVAILABLE, timeouts, refused connections, auth misconfiguration - is transient.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+import orjson
+
+from worker.resilience import CircuitBreaker, TransientError
+
+
+@dataclass(frozen=True)
+class PredictItem:
+    request_id: str
+    order_id: str
+    features: dict[str, Any]
+
+    def body(self) -> dict[str, Any]:
+        return {"requestId": self.request_id, "orderId": self.order_id, "features": self.features}
+
+
+@dataclass(frozen=True)
+class Prediction:
+    model_version: str
+    sla_risk: float
+    eta_minutes: float
+
+
+class FacadeRejected(Exception):
+    """The facade answered 400: the request is invalid and retrying cannot help."""
+
+    def __init__(self, detail: str) -> None:
+        super().__init__(detail)
+        self.detail = detail
+
+
+class FacadeClient:
+    def __init__(self, *, base_url: str, api_key: str | None, timeout_s: float, breaker: CircuitBreaker) -> None:
+        headers = {"content-type": "application/json"}
+        if api_key:
+            headers["X-API-Key"] = api_key
+        self._http = httpx.AsyncClient(base_url=base_url.rstrip("/"), headers=headers, timeout=timeout_s)
+        self._breaker = breaker
+
+    async def aclose(self) -> None:
+        await self._http.aclose()
+
+    async def predict(self, item: PredictItem) -> Prediction:
+        payload = await self._post("/predict", item.body())
+        return _prediction(payload)
+
+    async def predict_batch(self, items: Sequence[PredictItem]) -> list[Prediction]:
+        """Predictions in the order of `items`; FacadeRejected when any item is invalid."""
+        payload = await self._post("/predict/batch", {"items": [item.body() for item in items]})
+        answers = payload.get("items") if isinstance(payload, dict) else None
+        if not isinstance(answers, list) or len(answers) != len(items):
+            raise TransientError(f"/predict/batch answered an unexpected body for {len(items)} items")
+        return [_prediction(answer) for answer in answers]
+
+    async def _post(self, path: str, body: dict[str, Any]) -> Any:
+        self._breaker.before_call()
+        try:
+            response = await self._http.post(path, content=orjson.dumps(body))
+        except httpx.HTTPError as exc:  # refused, reset, timeout
+            self._breaker.record_failure()
+            raise TransientError(f"POST {path}: {type(exc).__name__}: {exc}") from exc
+        if response.status_code == 200:
+            self._breaker.record_success()
+            return orjson.loads(response.content)
+        if response.status_code in (400, 422):
+            # the facade is up and answering; the request itself is bad
+            self._breaker.record_success()
+            raise FacadeRejected(_error_detail(response))
+        self._breaker.record_failure()
+        raise TransientError(f"POST {path}: HTTP {response.status_code}: {_error_detail(response)}")
+
+
+def _prediction(answer: Any) -> Prediction:
+    try:
+        predictions = answer["predictions"]
+        return Prediction(
+            model_version=str(answer["modelVersion"]),
+            sla_risk=float(predictions["slaRisk"]),
+            eta_minutes=float(predictions["etaMinutes"]),
+        )
+    except (KeyError, TypeError, ValueError) as exc:
+        raise TransientError(f"facade answered an unexpected prediction body: {answer!r:.200}") from exc
+
+
+def _error_detail(response: httpx.Response) -> str:
+    text = response.text
+    return text if len(text) <= 2000 else text[:2000] + "..."

@@ -1,0 +1,43 @@
+"""Worker, relay and simulator settings from the environment (prefix `OSML_`)."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+PositiveSeconds = Annotated[float, Field(gt=0)]
+
+
+class WorkerSettings(BaseSettings):
+    """One settings class for the event side: `osml worker`, `osml relay`, `osml migrate`, `osml simulate`."""
+
+    model_config = SettingsConfigDict(env_prefix="OSML_", extra="ignore")
+
+    broker_url: str = "amqp://guest:guest@127.0.0.1:5672/"
+    database_url: str = "postgresql://postgres@127.0.0.1:5432/osml"
+    facade_url: str = "http://127.0.0.1:8000"
+    predict_api_key: SecretStr | None = None
+
+    # consumer: messages in hand at most (prefetch) and how many go into one /predict/batch + one transaction
+    worker_prefetch: Annotated[int, Field(ge=1, le=65535)] = 400
+    worker_batch_size: Annotated[int, Field(ge=1, le=5000)] = 200
+    # how long a partial batch waits for more messages before it is processed
+    worker_batch_linger_s: Annotated[float, Field(ge=0)] = 0.05
+
+    facade_timeout_s: PositiveSeconds = 5.0
+    # retries of transient failures (facade 5xx/timeouts/refused, database down): exponential backoff with full
+    # jitter between retry_initial_s and retry_max_s; they never give up, so nothing is dead-lettered early
+    retry_initial_s: PositiveSeconds = 0.05
+    retry_max_s: PositiveSeconds = 5.0
+    # circuit breaker in front of the facade: open after this many consecutive failures, probe after reset_s
+    breaker_failure_threshold: Annotated[int, Field(ge=1)] = 5
+    breaker_reset_s: PositiveSeconds = 2.0
+
+    relay_batch_size: Annotated[int, Field(ge=1, le=10000)] = 500
+    # the relay wakes up on NOTIFY from the worker's transaction; this is the fallback poll
+    relay_poll_interval_s: PositiveSeconds = 1.0
+
+    migrate_on_start: bool = True
+    log_level: str = "INFO"
