@@ -36,13 +36,17 @@ def run_job(job_id: str, *, store: JobStore, tracking_uri: str) -> int:
         log.error("job is not queued", extra={"jobId": job_id})
         return 2
     config = job.train_config
+
+    def progress(fraction: float, message: str) -> None:
+        store.progress(job_id, fraction, message)
+
     try:
         result = train(
             dataset_ref=job.dataset_ref,
             test_size=float(config.get("testSize", 0.2)),
             random_state=int(config.get("randomState", 42)),
             tracking_uri=tracking_uri,
-            progress=lambda fraction, message: store.progress(job_id, fraction, message),
+            progress=progress,
         )
     except DataError as exc:
         store.fail(job_id, f"invalid dataset: {exc}")

@@ -1,0 +1,164 @@
+"""`osml up` (what `make up` runs): the embedded default, from an empty clone to a serving facade.
+
+If the registry has no production pair it trains one on freshly generated synthetic orders (or activates the
+newest servable pair when some exist), then starts the MLflow UI on the same store as a child process and
+serves the facade in this one. Ctrl-C stops both.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import secrets
+import shlex
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+from mlflow import MlflowClient
+
+from osml import registry
+from osml.conventions import EMBEDDED_DIR, embedded_artifact_root, tracking_uri
+from osml.logs import configure_logging
+from osml.schema import SUPPORTED_SCHEMA_VERSIONS
+from serving.cli_serve import bounded_registry_calls, serve
+from serving.settings import ServingSettings
+
+SEED_PREDICT_BODY = {
+    "requestId": "uuid",
+    "orderId": "uuid",
+    "features": {
+        "priority": "HIGH",
+        "category": "TI",
+        "createdHour": 14,
+        "createdDayOfWeek": 2,
+        "hasAssignee": 1,
+        "dueInMinutes": 720,
+    },
+}
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--orders", type=int, default=20_000, help="synthetic orders to train on (empty registry)")
+    parser.add_argument("--seed", type=int, default=42, help="synthetic data seed")
+    parser.add_argument("--ui-port", type=int, default=5000, help="MLflow UI port (0: no UI)")
+
+
+def _say(message: str) -> None:
+    print(message, flush=True)
+
+
+def ensure_production_pair(uri: str, *, orders: int, seed: int) -> str:
+    """The active modelVersion, training one on synthetic data when the registry has none."""
+    client = MlflowClient(tracking_uri=uri, registry_uri=uri)
+    pair = registry.production_pair(client)
+    if pair is not None:
+        _say(f"registry: {pair.model_version} is in production")
+        return pair.model_version
+    servable = [p for p in registry.list_pairs(client) if p.schema_version in SUPPORTED_SCHEMA_VERSIONS]
+    if servable:
+        newest = registry.activate(client, servable[-1].model_version)
+        _say(f"registry: no production pair; activated the newest, {newest.model_version}")
+        return newest.model_version
+
+    from training.data.synthetic import generate, write_csv
+    from training.pipeline import train
+
+    data_dir = Path.cwd() / EMBEDDED_DIR / "data" / "synthetic"
+    _say(f"registry is empty: generating {orders} synthetic orders into {data_dir}")
+    write_csv(generate(orders=orders, seed=seed), data_dir)
+    _say("training the SLA and ETA models (progress below)")
+    result = train(
+        dataset_ref=str(data_dir),
+        activate=True,
+        tracking_uri=uri,
+        progress=lambda fraction, message: _say(f"  {fraction:5.0%}  {message}"),
+    )
+    metrics = ", ".join(f"{k} {v:.3f}" for k, v in sorted(result.metrics.items()))
+    _say(f"trained and activated {result.model_version} ({metrics})")
+    return result.model_version
+
+
+def _api_keys() -> dict[str, str]:
+    """Keys from the environment, else the ones `osml up` generated before (kept under .osml/)."""
+    if os.environ.get("OSML_PREDICT_API_KEY") and os.environ.get("OSML_ADMIN_API_KEY"):
+        return {}
+    path = Path.cwd() / EMBEDDED_DIR / "api-keys.json"
+    if path.exists():
+        keys: dict[str, str] = json.loads(path.read_text())
+    else:
+        keys = {"predict_api_key": secrets.token_urlsafe(24), "admin_api_key": secrets.token_urlsafe(24)}
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.touch(mode=0o600)
+        path.write_text(json.dumps(keys, indent=2))
+    return keys
+
+
+def start_ui(uri: str, port: int) -> subprocess.Popen[bytes]:
+    mlflow = Path(sys.executable).parent / "mlflow"
+    command = [
+        str(mlflow),
+        "server",
+        "--backend-store-uri",
+        uri,
+        "--default-artifact-root",
+        str(embedded_artifact_root()),
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--workers",
+        "1",
+    ]
+    log = (Path.cwd() / EMBEDDED_DIR / "mlflow-ui.log").open("ab")
+    return subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+
+
+def stop(child: subprocess.Popen[bytes]) -> None:
+    if child.poll() is None:
+        os.killpg(child.pid, signal.SIGTERM)
+        try:
+            child.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            os.killpg(child.pid, signal.SIGKILL)
+
+
+def banner(settings: ServingSettings, *, model_version: str, ui_url: str | None) -> str:
+    facade = f"http://{settings.host}:{settings.port}"
+    key = settings.predict_api_key.get_secret_value() if settings.predict_api_key else None
+    headers = "-H 'Content-Type: application/json'" + (f" -H 'X-API-Key: {key}'" if key else "")
+    body = shlex.quote(json.dumps(SEED_PREDICT_BODY))
+    lines = [
+        "",
+        "osml is starting",
+        f"  facade     {facade}   (OpenAPI docs {facade}/docs, metrics {facade}/metrics)",
+        f"  MLflow UI  {ui_url}" if ui_url else "  MLflow UI  (not started)",
+        f"  model      {model_version} (registry alias 'production')",
+    ]
+    if settings.admin_api_key is not None:
+        lines.append(f"  admin key  {settings.admin_api_key.get_secret_value()}  (for /train and /models)")
+    lines += ["", "predict:", f"  curl -s {facade}/predict {headers} -d {body}", "", "Ctrl-C stops both.", ""]
+    return "\n".join(lines)
+
+
+def run(args: argparse.Namespace) -> int:
+    bounded_registry_calls()
+    configure_logging(os.environ.get("OSML_LOG_LEVEL", "INFO"))
+    uri = tracking_uri()
+    os.environ["MLFLOW_TRACKING_URI"] = uri  # the facade, its training jobs and the UI share one store
+    model_version = ensure_production_pair(uri, orders=args.orders, seed=args.seed)
+    settings = ServingSettings(**_api_keys())  # type: ignore[arg-type]
+    ui: subprocess.Popen[bytes] | None = None
+    ui_url: str | None = uri if uri.startswith("http") else None
+    if ui_url is None and args.ui_port:
+        ui = start_ui(uri, args.ui_port)
+        ui_url = f"http://127.0.0.1:{args.ui_port}"
+    _say(banner(settings, model_version=model_version, ui_url=ui_url))
+    try:
+        serve(settings)
+    finally:
+        if ui is not None:
+            stop(ui)
+    return 0
