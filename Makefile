@@ -1,6 +1,6 @@
 # osml — every target installs what it needs itself (a fresh clone needs only python3.11 and make).
 SHELL := /bin/bash
-PY ?= python3.11
+PY ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
