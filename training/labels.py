@@ -4,7 +4,8 @@
 - Otherwise a finished order is breached when `done_at > due_at`; no `due_at` means unlabeled.
 - An order still open is unlabeled, unless `as_of` (the export time) is given and its `due_at` already passed
   then: it has breached whatever happens next. Dropping those would hide exactly the slowest orders.
-- A canceled order (`canceled_at` set, never done) follows the `canceled` rule: excluded (default), breached, met.
+- A canceled order (`canceled_at` set, never done) follows the `canceled` rule, even over an explicit label:
+  excluded (default), breached or met.
 - `resolutionMinutes = done_at - created_at`; NaN when not done or when done before created (inconsistent data).
 """
 

@@ -51,6 +51,8 @@ def _load_uci(path: Path, *, source: str) -> OrdersData:
     try:
         uci = importlib.import_module("training.data.uci")
     except ModuleNotFoundError as exc:
+        if exc.name != "training.data.uci":
+            raise
         raise DataError(
             "this is the UCI incident event log, but the UCI adapter is not installed", source=source
         ) from exc

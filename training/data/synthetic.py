@@ -10,9 +10,10 @@ What it models (all numbers are the constants below):
   8% of orders carry no due date (no contract). Calendar hours make off-hours orders risky: the clock runs
   while nobody works.
 - **Resolution**: waiting for the next working start (on-call covers CRITICAL, so it waits 15% of that), then an
-  active time, lognormal around 45% of the policy and scaled by category, subcategory, location, channel, the
-  assignee's own speed (lognormal, sd 0.35), no assignee (+65%) and the assignee's open workload (+7% per open
-  order, up to 20); 2% of orders also wait for parts or a vendor (x4.5..x33): a long tail from minutes to months.
+  active time, lognormal (sigma 0.8) around 35% of the policy and scaled by category, subcategory, location,
+  channel, the assignee's own speed (lognormal, sd 0.35), no assignee (+65%) and the assignee's open workload
+  (x (1 + open orders)^0.25); 2% of orders also wait for parts or a vendor (x4.5..x33): a long tail from
+  minutes to months. About a third of the orders with a due date breach it (more off-hours and at weekends).
 - **Assignees**: ~5 orders per working day each, within the team of the category, with uneven popularity (some
   are overloaded); 8% of orders are unassigned.
 - **Cancellations** ~4% (LOW 6%, CRITICAL 2%), canceled part-way; the export is taken 4 hours after the last
@@ -52,7 +53,7 @@ EXPORT_LAG_MINUTES: Final = 240
 @dataclass(frozen=True)
 class Category:
     share: float
-    scale: float  # active time relative to the policy's typical 45%
+    scale: float  # multiplies the active time (typically 35% of the policy)
     team: str
     subcategories: tuple[str, ...]
 
