@@ -14,7 +14,6 @@ A problem raises `DataError` naming the source, the column and the 1-based data 
 
 from __future__ import annotations
 
-import io
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -209,16 +208,20 @@ def canonical_history(raw: pd.DataFrame, *, source: str) -> pd.DataFrame:
     return out
 
 
+def _iso_utc(series: pd.Series) -> pd.Series:
+    """ISO-8601 text with a Z suffix, seconds unless some value has a fraction (vectorised: numpy, not strftime)."""
+    values = series.dt.tz_convert(None).to_numpy(dtype="datetime64[ns]")
+    present = ~np.isnat(values)
+    whole_seconds = (values[present].astype("int64") % 1_000_000_000 == 0).all()
+    text = pd.Series(
+        np.datetime_as_string(values, unit="s" if whole_seconds else "ns"), index=series.index, dtype="str"
+    )
+    return (text + "Z").where(present)
+
+
 def csv_bytes(frame: pd.DataFrame) -> bytes:
     """A frame as CSV bytes: ISO-8601 UTC timestamps, 0/1 flags (used by writers and the Postgres loader)."""
+    converted = {c: _iso_utc(frame[c]) for c in frame.columns if isinstance(frame[c].dtype, pd.DatetimeTZDtype)}
     if "sla_breached" in frame.columns:
-        frame = frame.assign(sla_breached=frame["sla_breached"].astype("Int64"))
-    buffer = io.StringIO()
-    fractional = any(
-        (frame[c].dropna().dt.microsecond != 0).any() or (frame[c].dropna().dt.nanosecond != 0).any()
-        for c in frame.columns
-        if isinstance(frame[c].dtype, pd.DatetimeTZDtype)
-    )
-    date_format = "%Y-%m-%dT%H:%M:%S.%fZ" if fractional else "%Y-%m-%dT%H:%M:%SZ"
-    frame.to_csv(buffer, index=False, date_format=date_format)
-    return buffer.getvalue().encode()
+        converted["sla_breached"] = frame["sla_breached"].astype("Int64")
+    return frame.assign(**converted).to_csv(index=False).encode()
