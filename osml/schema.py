@@ -70,7 +70,7 @@ SCHEMAS: Final[dict[str, tuple[tuple[str, ...], tuple[str, ...]]]] = {
     "2": (CATEGORICAL_V1 + CONTEXT_V2, NUMERIC_V1),
     "3": (CATEGORICAL_V1 + CONTEXT_V2, NUMERIC_V3),
 }
-CURRENT_SCHEMA_VERSION: Final = "2"
+CURRENT_SCHEMA_VERSION: Final = "3"
 SUPPORTED_SCHEMA_VERSIONS: Final = frozenset(SCHEMAS)
 REQUIRED_FEATURES: Final = ("priority", "category", "createdHour", "createdDayOfWeek", "hasAssignee")
 
