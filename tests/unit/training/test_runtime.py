@@ -1,0 +1,166 @@
+"""Runtime models (osml.runtime): encoding, the three prediction paths agreeing, unknown/missing input."""
+
+from __future__ import annotations
+
+import math
+
+import cloudpickle
+import numpy as np
+import pandas as pd
+import pytest
+
+from osml.predictor import OrderPredictor
+from osml.runtime import UNKNOWN_CODE, Calibrator, EtaMinutesModel, FeatureEncoder, SlaRiskModel
+from osml.schema import Features, Priority
+from training.calibration import fit_calibrator
+from training.candidates import CANDIDATES, TrainingSet
+from training.data.synthetic import generate
+from training.features import build_training_frame
+from training.split import time_split
+
+pytestmark = pytest.mark.unit
+
+SEED_FEATURES = {
+    "priority": "HIGH",
+    "category": "TI",
+    "createdHour": 14,
+    "createdDayOfWeek": 2,
+    "hasAssignee": 1,
+    "dueInMinutes": 720,
+}
+
+
+@pytest.fixture(scope="module")
+def training_frame():  # type: ignore[no-untyped-def]
+    frame = build_training_frame(generate(orders=800, seed=3), schema_version="3")
+    split = time_split(frame.created_at, test_size=0.2)
+    encoder = FeatureEncoder.fit(frame.features.iloc[split.train], schema_version="3")
+    return frame, split, encoder
+
+
+def _training_set(training_frame, task: str) -> TrainingSet:  # type: ignore[no-untyped-def]
+    frame, split, encoder = training_frame
+    target = (frame.sla if task == "sla" else np.log1p(frame.eta)).to_numpy(dtype=float)
+    x = encoder.encode_frame(frame.features)
+    train = split.train[np.isfinite(target[split.train])]
+    val = split.validation[np.isfinite(target[split.validation])]
+    return TrainingSet(encoder, x[train], target[train], x[val], target[val], random_state=0)
+
+
+@pytest.fixture(scope="module", params=sorted(CANDIDATES["sla"]))
+def sla_model(request, training_frame) -> SlaRiskModel:  # type: ignore[no-untyped-def]
+    data = _training_set(training_frame, "sla")
+    fitted = CANDIDATES["sla"][request.param]("sla", data)
+    return SlaRiskModel(data.encoder, fitted.scorer, fit_calibrator(fitted.scorer(data.x_val), data.y_val))
+
+
+@pytest.fixture(scope="module", params=sorted(CANDIDATES["eta"]))
+def eta_model(request, training_frame) -> EtaMinutesModel:  # type: ignore[no-untyped-def]
+    data = _training_set(training_frame, "eta")
+    return EtaMinutesModel(data.encoder, CANDIDATES["eta"][request.param]("eta", data).scorer)
+
+
+def _rows(training_frame) -> list[dict[str, object]]:  # type: ignore[no-untyped-def]
+    frame, split, _ = training_frame
+    records = frame.features.iloc[split.test[:25]].to_dict(orient="records")
+    return [{k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in r.items()} for r in records]
+
+
+def test_encoder_maps_unknown_categories_to_the_reserved_bucket_and_missing_to_nan() -> None:
+    frame = pd.DataFrame(
+        {"priority": ["HIGH", "LOW", "HIGH"], "category": ["TI", "TI", "RH"], "createdHour": [1, 2, 3]}
+    )
+    encoder = FeatureEncoder.fit(frame, schema_version="1", min_count=1)
+    row = encoder.encode_one({"priority": "CRITICAL", "category": "TI", "createdHour": 5})[0]
+    columns = list(encoder.columns)
+    assert row.dtype == np.float32
+    assert row[columns.index("priority")] == UNKNOWN_CODE  # never seen in training
+    assert row[columns.index("category")] == encoder.vocabularies[1]["TI"]
+    assert row[columns.index("createdHour")] == 5
+    assert math.isnan(row[columns.index("dueInMinutes")])  # optional key absent
+    assert math.isnan(encoder.encode_one({"priority": None})[0][columns.index("priority")])
+
+
+def test_encoder_drops_values_rarer_than_min_count() -> None:
+    frame = pd.DataFrame({"priority": ["HIGH"] * 3 + ["LOW"], "category": ["TI"] * 4})
+    encoder = FeatureEncoder.fit(frame, schema_version="1", min_count=2)
+    assert set(encoder.vocabularies[0]) == {"HIGH"}
+
+
+def test_encode_one_many_and_frame_agree(training_frame) -> None:  # type: ignore[no-untyped-def]
+    _, _, encoder = training_frame
+    rows = [*_rows(training_frame), SEED_FEATURES, {**SEED_FEATURES, "location": "Nowhere-never-seen"}]
+    many = encoder.encode_many(rows)
+    np.testing.assert_array_equal(many, encoder.encode_frame(pd.DataFrame(rows)))
+    for i, row in enumerate(rows):
+        np.testing.assert_array_equal(encoder.encode_one(row)[0], many[i])
+
+
+def test_sla_paths_agree_and_are_probabilities(sla_model: SlaRiskModel, training_frame) -> None:  # type: ignore[no-untyped-def]
+    rows = _rows(training_frame)
+    many = sla_model.predict_many(rows)
+    one = np.array([sla_model.predict_one(r) for r in rows])
+    pyfunc = sla_model.predict(None, pd.DataFrame(rows))
+    np.testing.assert_allclose(one, many, rtol=1e-6)
+    np.testing.assert_allclose(pyfunc, many, rtol=1e-6)
+    assert np.all((many >= 0) & (many <= 1))
+    assert isinstance(sla_model, OrderPredictor)
+    assert sla_model.schema_version == "3"
+
+
+def test_eta_paths_agree_and_are_non_negative_minutes(eta_model: EtaMinutesModel, training_frame) -> None:  # type: ignore[no-untyped-def]
+    rows = _rows(training_frame)
+    many = eta_model.predict_many(rows)
+    np.testing.assert_allclose([eta_model.predict_one(r) for r in rows], many, rtol=1e-5)
+    np.testing.assert_allclose(eta_model.predict(None, pd.DataFrame(rows)), many, rtol=1e-5)
+    assert np.all(many >= 0) and np.all(np.isfinite(many))
+
+
+def test_seed_payload_unknown_values_and_validated_features_are_accepted(
+    sla_model: SlaRiskModel, eta_model: EtaMinutesModel
+) -> None:
+    validated = Features.model_validate(SEED_FEATURES).model_dump()  # Priority enum, None for absent optionals
+    assert validated["priority"] is Priority.HIGH
+    odd = {**SEED_FEATURES, "category": "never-seen", "assignmentGroup": "ghosts", "dueInMinutes": None}
+    for features in (SEED_FEATURES, validated, odd):
+        risk, minutes = sla_model.predict_one(features), eta_model.predict_one(features)
+        assert 0.0 <= risk <= 1.0 and minutes >= 0.0
+    assert sla_model.predict_one(validated) == pytest.approx(sla_model.predict_one(SEED_FEATURES))
+
+
+def test_models_survive_the_pickle_mlflow_uses(sla_model: SlaRiskModel, training_frame) -> None:  # type: ignore[no-untyped-def]
+    rows = _rows(training_frame)
+    restored = cloudpickle.loads(cloudpickle.dumps(sla_model))
+    np.testing.assert_allclose(restored.predict_many(rows), sla_model.predict_many(rows))
+
+
+def test_empty_batches_give_empty_arrays(sla_model: SlaRiskModel) -> None:
+    assert sla_model.predict_many([]).shape == (0,)
+    assert sla_model.predict(None, pd.DataFrame()).shape == (0,)
+
+
+def test_isotonic_calibration_recovers_true_probabilities() -> None:
+    rng = np.random.default_rng(0)
+    scores = rng.normal(size=20_000)
+    truth = 1 / (1 + np.exp(-2 * scores))  # the score is informative but not a probability
+    labels = (rng.random(len(scores)) < truth).astype(float)
+    calibrator = fit_calibrator(scores, labels)
+    assert calibrator.method == "isotonic"
+    calibrated = calibrator(scores)
+    assert np.mean(np.abs(calibrated - truth)) < 0.03
+    assert np.all(np.diff(calibrator(np.sort(scores))) >= 0)  # monotone: ranking (AUC) is preserved
+
+
+def test_small_validation_slices_get_platt_scaling() -> None:
+    rng = np.random.default_rng(1)
+    scores = rng.normal(size=300)
+    labels = (rng.random(300) < 1 / (1 + np.exp(-3 * scores))).astype(float)
+    calibrator = fit_calibrator(scores, labels)
+    assert calibrator.method == "platt"
+    assert 1.5 < calibrator.slope < 5.0
+    assert calibrator(np.array([-10.0]))[0] < 0.01 < 0.99 < calibrator(np.array([10.0]))[0]
+
+
+def test_calibrator_output_is_clipped_probability() -> None:
+    calibrator = Calibrator("isotonic", x=(0.0, 1.0), y=(0.1, 0.9))
+    np.testing.assert_allclose(calibrator(np.array([-5.0, 0.5, 5.0])), [0.1, 0.5, 0.9])

@@ -1,0 +1,77 @@
+"""`osml train --dataset REF [--test-size 0.2] [--random-state 42] [--activate]`.
+
+Progress goes to stderr; the LAST stdout line is one JSON object: {"modelVersion": ..., "metrics": {...}}.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+
+from training.data.errors import DataError
+
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"0", "false", "no", "off", ""}
+
+
+def flag(value: str) -> bool:
+    """`--activate` also takes a value, so the MLproject can pass its typed parameter through."""
+    text = value.strip().lower()
+    if text in _TRUE:
+        return True
+    if text in _FALSE:
+        return False
+    raise argparse.ArgumentTypeError(f"expected true/false, got {value!r}")
+
+
+def whole_number(value: str) -> int:
+    """An integer, also written as a float (MLproject parameters have no integer type: `42.0`)."""
+    number = float(value)
+    if not number.is_integer():
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {value!r}")
+    return int(number)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--dataset", required=True, help="datasetRef: path, file://, s3://bucket/key, postgresql://")
+    parser.add_argument("--test-size", type=float, default=0.2, help="newest share of orders held out (default 0.2)")
+    parser.add_argument("--random-state", type=whole_number, default=42)
+    parser.add_argument(
+        "--activate",
+        nargs="?",
+        const=True,
+        default=False,
+        type=flag,
+        help="point the alias `production` at the new pair (optionally --activate=true/false)",
+    )
+    parser.add_argument(
+        "--candidates", default="all", help="comma-separated model families to try (default: all of them)"
+    )
+
+
+def _progress(fraction: float, message: str) -> None:
+    print(f"[{fraction:4.0%}] {message}", file=sys.stderr, flush=True)
+
+
+def run(args: argparse.Namespace) -> int:
+    from training.pipeline import train
+
+    logging.getLogger("mlflow").setLevel(logging.WARNING)
+    names = [c.strip() for c in args.candidates.split(",") if c.strip()]
+    candidates = None if names in ([], ["all"]) else names
+    try:
+        result = train(
+            dataset_ref=args.dataset,
+            test_size=args.test_size,
+            random_state=args.random_state,
+            activate=args.activate,
+            progress=_progress,
+            candidates=candidates,
+        )
+    except (DataError, ValueError) as exc:
+        print(f"osml train: {exc}", file=sys.stderr)
+        return 2
+    print(json.dumps({"modelVersion": result.model_version, "metrics": result.metrics}), flush=True)
+    return 0

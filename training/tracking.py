@@ -1,0 +1,87 @@
+"""Where training logs: the tracking URI, the experiment (with its artifact root) and dataset sources."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+from mlflow import MlflowClient
+from mlflow.data.dataset_source import DatasetSource
+from mlflow.data.dataset_source_registry import resolve_dataset_source
+from mlflow.exceptions import MlflowException
+
+from osml.conventions import EXPERIMENT_NAME
+
+
+def public_ref(ref: str) -> str:
+    """The datasetRef without a password: it is written into params, tags and lineage."""
+    parts = urlsplit(ref)
+    if parts.password is None:
+        return ref
+    host = parts.hostname or ""
+    if parts.port:
+        host = f"{host}:{parts.port}"
+    return urlunsplit(parts._replace(netloc=f"{parts.username}:***@{host}"))
+
+
+def sqlite_artifact_root(tracking_uri: str) -> Path | None:
+    """For a SQLite store (the embedded default), artifacts go to `artifacts/` beside the database file."""
+    prefix = "sqlite:///"
+    if not tracking_uri.startswith(prefix):
+        return None
+    return Path(tracking_uri[len(prefix) :]).parent / "artifacts"
+
+
+def ensure_experiment(client: MlflowClient, tracking_uri: str) -> str:
+    """The experiment id of `osml-training`, created when missing (with a local artifact root for SQLite)."""
+    existing = client.get_experiment_by_name(EXPERIMENT_NAME)
+    if existing is not None:
+        return str(existing.experiment_id)
+    root = sqlite_artifact_root(tracking_uri)
+    if root is not None:
+        root.mkdir(parents=True, exist_ok=True)
+    try:
+        return str(client.create_experiment(EXPERIMENT_NAME, artifact_location=root.as_uri() if root else None))
+    except MlflowException as exc:  # another job created it meanwhile
+        if exc.error_code != "RESOURCE_ALREADY_EXISTS":
+            raise
+        created = client.get_experiment_by_name(EXPERIMENT_NAME)
+        if created is None:
+            raise
+        return str(created.experiment_id)
+
+
+class DatabaseDatasetSource(DatasetSource):
+    """Lineage for `postgresql://` datasetRefs (the backend's tables), which MLflow has no source type for."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+
+    @staticmethod
+    def _get_source_type() -> str:
+        return "database"
+
+    def load(self, **kwargs: Any) -> str:
+        return self.url
+
+    @staticmethod
+    def _can_resolve(raw_source: Any) -> bool:
+        return isinstance(raw_source, str) and raw_source.lower().startswith("postgres")
+
+    @classmethod
+    def _resolve(cls, raw_source: Any) -> DatabaseDatasetSource:
+        return cls(public_ref(str(raw_source)))
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"url": self.url}
+
+    @classmethod
+    def from_dict(cls, source_dict: dict[Any, Any]) -> DatabaseDatasetSource:
+        return cls(str(source_dict["url"]))
+
+
+def dataset_source(ref: str) -> DatasetSource:
+    if DatabaseDatasetSource._can_resolve(ref):
+        return DatabaseDatasetSource._resolve(ref)
+    return resolve_dataset_source(public_ref(ref))
