@@ -16,6 +16,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from mlflow import MlflowClient
+from mlflow.entities.model_registry import ModelVersion
+
 from osml.predictor import OrderPredictor
 from osml.registry import ModelPair
 from osml.schema import SUPPORTED_SCHEMA_VERSIONS
@@ -55,26 +58,26 @@ class RegistryLoader:
         self._tracking_uri = tracking_uri
         self._cache_dir = cache_dir
 
-    def _predictor(self, uri: str) -> OrderPredictor:
+    def _predictor(self, version: ModelVersion) -> OrderPredictor:
         import mlflow.artifacts
         import mlflow.pyfunc
 
+        # resolved through our client: `models:/` URIs would go through MLflow's global registry URI instead
+        client = MlflowClient(tracking_uri=self._tracking_uri, registry_uri=self._tracking_uri)
+        source = client.get_model_version_download_uri(version.name, version.version)
         destination = Path(tempfile.mkdtemp(prefix="model-", dir=self._cache_dir))
         local = mlflow.artifacts.download_artifacts(
-            artifact_uri=uri,
-            dst_path=str(destination),
-            tracking_uri=self._tracking_uri,
-            registry_uri=self._tracking_uri,
+            artifact_uri=source, dst_path=str(destination), tracking_uri=self._tracking_uri
         )
         model = mlflow.pyfunc.load_model(local).unwrap_python_model()
         if not isinstance(model, OrderPredictor):
-            raise ModelLoadFailed(f"{uri} does not implement osml.predictor.OrderPredictor")
+            raise ModelLoadFailed(f"{version.name} version {version.version} does not implement OrderPredictor")
         return model
 
     def __call__(self, pair: ModelPair) -> ActivePair:
         check_schema(pair)
         try:
-            sla, eta = self._predictor(pair.sla_uri), self._predictor(pair.eta_uri)
+            sla, eta = self._predictor(pair.sla), self._predictor(pair.eta)
         except ModelLoadFailed:
             raise
         except Exception as exc:

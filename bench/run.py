@@ -1,0 +1,40 @@
+"""`make bench`: the serving benchmark, then the events benchmark (bench/events.py) when that module exists;
+prints the report and writes it to docs/benchmarks.md. Exits 1 when a target is missed."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import importlib.util
+from pathlib import Path
+
+from bench import serving
+
+DOC = Path(__file__).resolve().parent.parent / "docs" / "benchmarks.md"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.run")
+    parser.add_argument("--seconds", type=float, default=15.0, help="duration of each wrk run")
+    parser.add_argument(
+        "--tracking-uri", help="benchmark this store's production pair (default: train into a temp one)"
+    )
+    parser.add_argument("--no-write", action="store_true", help=f"print only; leave {DOC.name} alone")
+    args = parser.parse_args(argv)
+
+    report = ["# Benchmarks", "", "Produced by `make bench` (`python -m bench.run`); numbers from one run.", ""]
+    ok = serving.run(report, seconds=args.seconds, tracking_uri=args.tracking_uri)
+    if importlib.util.find_spec("bench.events") is not None:
+        events = importlib.import_module("bench.events")
+        events_ok = events.run(report)
+        ok = ok and events_ok is not False
+    text = "\n".join(report).rstrip() + "\n"
+    print(text)
+    if not args.no_write:
+        DOC.parent.mkdir(parents=True, exist_ok=True)
+        DOC.write_text(text)
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,355 @@
+"""Serving benchmark: the facade against `mlflow models serve` on the same model, and /predict/batch against
+in-process prediction of the same rows.
+
+Both servers run one worker on this machine and get the same load from `wrk` (the seed's /predict payload,
+one order per request; for MLflow the same features as `dataframe_records`): 16 connections for throughput,
+one connection for unloaded latency. The facade runs as `osml serve` would in production: API key checked,
+one JSON log line per request, metrics recorded.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import secrets
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import orjson
+
+from osml.conventions import SLA_MODEL_NAME
+
+VENV_BIN = Path(sys.executable).parent
+SEED_FEATURES = {
+    "priority": "HIGH",
+    "category": "TI",
+    "createdHour": 14,
+    "createdDayOfWeek": 2,
+    "hasAssignee": 1,
+    "dueInMinutes": 720,
+}
+SEED_BODY = {"requestId": "uuid", "orderId": "uuid", "features": SEED_FEATURES}
+BATCH_ROWS = 10_000
+
+TARGET_RATIO = 5.0
+TARGET_P99_MS = 2.0
+TARGET_BATCH_SHARE = 0.5
+
+
+@dataclass(frozen=True)
+class Load:
+    requests_per_s: float
+    p50_ms: float
+    p99_ms: float
+    requests: int
+    failures: int
+
+
+_UNIT_MS = {"us": 0.001, "ms": 1.0, "s": 1000.0}
+
+
+def _ms(text: str) -> float:
+    number, unit = re.fullmatch(r"([\d.]+)(us|ms|s)", text.strip()).groups()  # type: ignore[union-attr]
+    return float(number) * _UNIT_MS[unit]
+
+
+def parse_wrk(output: str) -> Load:
+    percentile = dict(re.findall(r"^\s+(50|99)%\s+(\S+)\s*$", output, flags=re.MULTILINE))
+    non_2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", output)
+    socket = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", output)
+    return Load(
+        requests_per_s=float(re.search(r"Requests/sec:\s+([\d.]+)", output).group(1)),  # type: ignore[union-attr]
+        p50_ms=_ms(percentile["50"]),
+        p99_ms=_ms(percentile["99"]),
+        requests=int(re.search(r"(\d+) requests in", output).group(1)),  # type: ignore[union-attr]
+        failures=(int(non_2xx.group(1)) if non_2xx else 0) + (sum(map(int, socket.groups())) if socket else 0),
+    )
+
+
+def lua_script(path: Path, body: dict[str, Any], headers: dict[str, str]) -> Path:
+    lines = ['wrk.method = "POST"', f"wrk.body = {json.dumps(json.dumps(body, separators=(',', ':')))}"]
+    lines += [f"wrk.headers[{json.dumps(k)}] = {json.dumps(v)}" for k, v in headers.items()]
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def wrk(url: str, script: Path, *, connections: int, seconds: float) -> Load:
+    # a generous timeout: a slow answer must count in the latency, not vanish as a socket error
+    command = ["wrk", "-t1", f"-c{connections}", f"-d{seconds:g}s", "--timeout", "30s", "--latency", "-s", str(script)]
+    result = subprocess.run([*command, url], capture_output=True, text=True, check=True, timeout=seconds + 90)
+    try:
+        return parse_wrk(result.stdout)
+    except (AttributeError, KeyError) as exc:
+        raise RuntimeError(f"unexpected wrk output:\n{result.stdout}\n{result.stderr}") from exc
+
+
+class Child:
+    """A server process in its own process group, output to a log file."""
+
+    def __init__(self, name: str, command: list[str], *, env: dict[str, str], log: Path) -> None:
+        self.name = name
+        self.log = log
+        with log.open("ab") as out:
+            self.proc = subprocess.Popen(
+                command, stdout=out, stderr=subprocess.STDOUT, env={**os.environ, **env}, start_new_session=True
+            )
+
+    def wait_http(self, url: str, *, timeout: float = 180) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"{self.name} exited with {self.proc.returncode}; see {self.log}")
+            try:
+                if httpx.get(url, timeout=2).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.25)  # polling a starting server
+        raise TimeoutError(f"{self.name} not ready after {timeout}s; see {self.log}")
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait()
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def ensure_pair(tracking_uri: str, workdir: Path, say: Callable[[str], None]) -> str:
+    """The production modelVersion of `tracking_uri`, training one on synthetic orders when there is none."""
+    from mlflow import MlflowClient
+
+    from osml.registry import production_pair
+
+    pair = production_pair(MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri))
+    if pair is not None:
+        return pair.model_version
+    from training.data.synthetic import generate, write_csv
+    from training.pipeline import train
+
+    data = workdir / "train-data"
+    write_csv(generate(orders=5_000, seed=7), data)
+    say("training a pair (xgboost candidates) on 5,000 synthetic orders ...")
+    result = train(dataset_ref=str(data), activate=True, tracking_uri=tracking_uri, candidates=("xgboost",))
+    return result.model_version
+
+
+def batch_rows(schema_version: str) -> list[dict[str, Any]]:
+    """10,000 realistic feature rows (synthetic orders through the training feature builder), as JSON values."""
+    from training.data.synthetic import generate
+    from training.features import build_features
+
+    features = build_features(generate(orders=BATCH_ROWS, seed=11).orders, schema_version=schema_version)
+    rows: list[dict[str, Any]] = orjson.loads(features.head(BATCH_ROWS).to_json(orient="records"))
+    return [{k: v for k, v in row.items() if v is not None} for row in rows]
+
+
+def _median_seconds(action: Callable[[], object], *, repeats: int) -> float:
+    action()  # warm-up
+    timings = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        action()
+        timings.append(time.perf_counter() - start)
+    return statistics.median(timings)
+
+
+def in_process_seconds(tracking_uri: str, rows: list[dict[str, Any]], *, repeats: int) -> float:
+    """Both production models loaded exactly as the facade loads them, predicting the rows in this process."""
+    from mlflow import MlflowClient
+
+    from osml.registry import production_pair
+    from serving.model_store import RegistryLoader
+
+    pair = production_pair(MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri))
+    assert pair is not None
+    with tempfile.TemporaryDirectory() as tmp:
+        active = RegistryLoader(tracking_uri=tracking_uri, cache_dir=Path(tmp))(pair)
+
+    def predict_both() -> None:
+        active.sla.predict_many(rows)
+        active.eta.predict_many(rows)
+
+    return _median_seconds(predict_both, repeats=repeats)
+
+
+def http_batch_seconds(url: str, key: str, rows: list[dict[str, Any]], *, repeats: int) -> float:
+    body = orjson.dumps(
+        {"items": [{"requestId": f"r{i}", "orderId": f"o{i}", "features": r} for i, r in enumerate(rows)]}
+    )
+    headers = {"Content-Type": "application/json", "X-API-Key": key}
+    with httpx.Client(timeout=300) as client:
+
+        def post() -> None:
+            response = client.post(url, content=body, headers=headers)
+            response.raise_for_status()
+
+        answer = orjson.loads(client.post(url, content=body, headers=headers).content)
+        if len(answer["items"]) != len(rows):
+            raise RuntimeError(f"/predict/batch answered {len(answer['items'])} items for {len(rows)}")
+        return _median_seconds(post, repeats=repeats)
+
+
+def machine() -> str:
+    model = "unknown CPU"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    load = ", ".join(f"{v:.2f}" for v in os.getloadavg())
+    return f"{os.cpu_count()} CPUs ({model}), Python {sys.version.split()[0]}, load average at start {load}"
+
+
+def run(report: list[str], *, seconds: float = 15.0, tracking_uri: str | None = None) -> bool:
+    """Measure, append the serving section to `report`, and say whether every target was met."""
+
+    def say(message: str) -> None:
+        print(f"[bench serving] {message}", flush=True)
+
+    started = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
+    host = machine()
+    with tempfile.TemporaryDirectory(prefix="osml-bench-") as tmp:
+        workdir = Path(tmp)
+        uri = tracking_uri or f"sqlite:///{workdir / 'mlflow.db'}"
+        model_version = ensure_pair(uri, workdir, say)
+        key = secrets.token_urlsafe(16)
+        facade_port, mlflow_port = free_port(), free_port()
+        facade = Child(
+            "facade",
+            [str(VENV_BIN / "osml"), "serve", "--port", str(facade_port)],
+            env={
+                "MLFLOW_TRACKING_URI": uri,
+                "OSML_PREDICT_API_KEY": key,
+                "OSML_ADMIN_API_KEY": secrets.token_urlsafe(16),
+                "OSML_DATABASE_URL": f"sqlite:///{workdir / 'jobs.db'}",
+            },
+            log=workdir / "facade.log",
+        )
+        mlflow_serve = Child(
+            "mlflow models serve",
+            [
+                str(VENV_BIN / "mlflow"),
+                "models",
+                "serve",
+                "-m",
+                f"models:/{SLA_MODEL_NAME}@production",
+                "--env-manager",
+                "local",
+                "--workers",
+                "1",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(mlflow_port),
+            ],
+            # its launcher execs `uvicorn` from PATH
+            env={"MLFLOW_TRACKING_URI": uri, "PATH": f"{VENV_BIN}{os.pathsep}{os.environ.get('PATH', '')}"},
+            log=workdir / "mlflow-serve.log",
+        )
+        try:
+            facade.wait_http(f"http://127.0.0.1:{facade_port}/health/ready")
+            mlflow_serve.wait_http(f"http://127.0.0.1:{mlflow_port}/ping")
+            facade_url = f"http://127.0.0.1:{facade_port}/predict"
+            mlflow_url = f"http://127.0.0.1:{mlflow_port}/invocations"
+            facade_lua = lua_script(
+                workdir / "facade.lua", SEED_BODY, {"Content-Type": "application/json", "X-API-Key": key}
+            )
+            mlflow_lua = lua_script(
+                workdir / "mlflow.lua", {"dataframe_records": [SEED_FEATURES]}, {"Content-Type": "application/json"}
+            )
+            loads: dict[tuple[str, int], Load] = {}
+            for name, url, script in (("facade", facade_url, facade_lua), ("mlflow", mlflow_url, mlflow_lua)):
+                wrk(url, script, connections=16, seconds=3)  # warm-up
+                for connections in (16, 1):
+                    say(f"{name}: {connections} connection(s), {seconds:g} s")
+                    loads[name, connections] = wrk(url, script, connections=connections, seconds=seconds)
+            say(f"/predict/batch: {BATCH_ROWS} rows per call vs in-process predict_many")
+            rows = batch_rows(facade_schema_version(uri))
+            repeats = 5
+            in_process = in_process_seconds(uri, rows, repeats=repeats)
+            over_http = http_batch_seconds(f"http://127.0.0.1:{facade_port}/predict/batch", key, rows, repeats=repeats)
+        finally:
+            facade.stop()
+            mlflow_serve.stop()
+
+    ratio = loads["facade", 16].requests_per_s / loads["mlflow", 16].requests_per_s
+    share = in_process / over_http
+    unloaded_p99 = loads["facade", 1].p99_ms
+    checks = [
+        (f"facade/mlflow throughput at 16 connections >= {TARGET_RATIO:g}x", ratio >= TARGET_RATIO, f"{ratio:.1f}x"),
+        (f"facade unloaded p99 <= {TARGET_P99_MS:g} ms", unloaded_p99 <= TARGET_P99_MS, f"{unloaded_p99:.2f} ms"),
+        (
+            f"/predict/batch >= {TARGET_BATCH_SHARE:.0%} of in-process rows/s",
+            share >= TARGET_BATCH_SHARE,
+            f"{share:.0%}",
+        ),
+        ("no failed request under load", all(v.failures == 0 for v in loads.values()), ""),
+    ]
+    report += [
+        "## Serving: facade vs `mlflow models serve`",
+        "",
+        f"Measured {started} by `make bench` (`python -m bench.run`) on {host}.",
+        f"Model pair `{model_version}` (SLA model `models:/{SLA_MODEL_NAME}@production`); one worker each; "
+        f"`wrk -t1 --latency`, {seconds:g} s per run after a 3 s warm-up; the facade checks the API key, "
+        "logs one JSON line and records metrics per request.",
+        "",
+        "| server | endpoint | connections | requests/s | p50 (ms) | p99 (ms) | failed |",
+        "|---|---|---:|---:|---:|---:|---:|",
+    ]
+    for (name, connections), load in loads.items():
+        endpoint = "POST /predict (SLA + ETA)" if name == "facade" else "POST /invocations (SLA only)"
+        server = "osml facade" if name == "facade" else "mlflow models serve"
+        report.append(
+            f"| {server} | {endpoint} | {connections} | {load.requests_per_s:,.0f} | {load.p50_ms:.2f} | "
+            f"{load.p99_ms:.2f} | {load.failures} |"
+        )
+    report += [
+        "",
+        f"Throughput ratio facade / mlflow at 16 connections: **{ratio:.1f}x**.",
+        "",
+        f"| batch path ({BATCH_ROWS:,} rows, SLA + ETA) | median seconds per batch | rows/s |",
+        "|---|---:|---:|",
+        f"| in-process `predict_many` | {in_process:.3f} | {BATCH_ROWS / in_process:,.0f} |",
+        f"| `POST /predict/batch` (JSON both ways, validated) | {over_http:.3f} | {BATCH_ROWS / over_http:,.0f} |",
+        "",
+        f"/predict/batch reaches **{share:.0%}** of in-process rows/s.",
+        "",
+        "| acceptance target | measured | met |",
+        "|---|---:|:---:|",
+    ]
+    report += [f"| {label} | {value} | {'yes' if ok else 'NO'} |" for label, ok, value in checks]
+    report.append("")
+    return all(ok for _, ok, _ in checks)
+
+
+def facade_schema_version(tracking_uri: str) -> str:
+    from mlflow import MlflowClient
+
+    from osml.registry import production_pair
+
+    pair = production_pair(MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri))
+    assert pair is not None
+    return pair.schema_version
