@@ -44,7 +44,8 @@ class ApiKeys:
 
 
 def _require(scope: Scope) -> params.Depends:
-    def dependency(request: Request, key: Annotated[str | None, Security(api_key_header)]) -> None:
+    # async on purpose: FastAPI runs a plain `def` dependency in a thread, a hop per request
+    async def dependency(request: Request, key: Annotated[str | None, Security(api_key_header)]) -> None:
         keys: ApiKeys = request.app.state.keys
         keys.check(key, scope)
 

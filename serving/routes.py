@@ -33,7 +33,7 @@ from serving.payloads import (
 )
 
 
-def _plane(request: Request) -> DataPlane:
+async def _plane(request: Request) -> DataPlane:
     plane: DataPlane = request.app.state.plane
     return plane
 
