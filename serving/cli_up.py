@@ -25,6 +25,7 @@ from osml.logs import configure_logging
 from osml.schema import SUPPORTED_SCHEMA_VERSIONS
 from serving.cli_serve import bounded_registry_calls, serve
 from serving.settings import ServingSettings
+from training.tracking import sqlite_artifact_root
 
 SEED_PREDICT_BODY = {
     "requestId": "uuid",
@@ -104,7 +105,7 @@ def start_ui(uri: str, port: int) -> subprocess.Popen[bytes]:
         "--backend-store-uri",
         uri,
         "--default-artifact-root",
-        str(embedded_artifact_root()),
+        str(sqlite_artifact_root(uri) or embedded_artifact_root()),
         "--host",
         "127.0.0.1",
         "--port",

@@ -122,8 +122,12 @@ class DataPlane:
 
     # -- training jobs (blocking: database) --
 
-    def submit_training(self, *, dataset_ref: str, test_size: float, random_state: int) -> dict[str, str]:
-        job = self.jobs.submit(dataset_ref=dataset_ref, test_size=test_size, random_state=random_state)
+    def submit_training(
+        self, *, dataset_ref: str, test_size: float, random_state: int, candidates: Sequence[str] | None = None
+    ) -> dict[str, str]:
+        job = self.jobs.submit(
+            dataset_ref=dataset_ref, test_size=test_size, random_state=random_state, candidates=candidates
+        )
         return {"jobId": job.id, "status": job.status}
 
     def training_job(self, job_id: str) -> dict[str, Any]:

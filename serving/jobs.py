@@ -26,6 +26,12 @@ def validate_dataset_ref(ref: str) -> None:
     validate_ref(ref)
 
 
+def known_candidates() -> set[str]:
+    from training.candidates import CANDIDATES
+
+    return {name for family in CANDIDATES.values() for name in family}
+
+
 class TrainingJobs:
     """Queues jobs one at a time (training saturates the machine); the facade's heartbeat vouches for them."""
 
@@ -54,18 +60,26 @@ class TrainingJobs:
         if failed:
             log.warning("jobs cut off by a previous process marked failed", extra={"count": failed})
 
-    def submit(self, *, dataset_ref: str, test_size: float, random_state: int) -> Job:
+    def submit(
+        self, *, dataset_ref: str, test_size: float, random_state: int, candidates: Sequence[str] | None = None
+    ) -> Job:
         try:
             self._validate_ref(dataset_ref)
         except ValueError as exc:  # training.data.errors.DataError is a ValueError
             raise InvalidRequest(
                 f"invalid datasetRef: {exc}", errors=[{"field": "datasetRef", "message": str(exc), "type": "dataset"}]
             ) from exc
-        job = self.store.create(
-            dataset_ref=dataset_ref,
-            train_config={"testSize": test_size, "randomState": random_state},
-            owner=self.owner,
-        )
+        if candidates is not None:
+            unknown = sorted(set(candidates) - known_candidates())
+            if unknown:
+                message = f"unknown candidates {unknown}; known: {sorted(known_candidates())}"
+                raise InvalidRequest(
+                    message, errors=[{"field": "trainConfig.candidates", "message": message, "type": "candidates"}]
+                )
+        config: dict[str, object] = {"testSize": test_size, "randomState": random_state}
+        if candidates is not None:
+            config["candidates"] = list(candidates)
+        job = self.store.create(dataset_ref=dataset_ref, train_config=config, owner=self.owner)
         self._executor.submit(self._run, job.id)
         log.info("training job queued", extra={"jobId": job.id, "datasetRef": dataset_ref})
         return job

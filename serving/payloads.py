@@ -93,6 +93,10 @@ class TrainConfig(BaseModel):
 
     testSize: Annotated[float, Field(gt=0, lt=1)] = 0.2
     randomState: Annotated[int, Field(ge=0, le=2**32 - 1)] = 42
+    candidates: Annotated[
+        list[Annotated[str, Field(min_length=1, max_length=100)]] | None,
+        Field(min_length=1, description='model families to try (e.g. ["xgboost"]); default: all'),
+    ] = None
 
 
 class TrainRequest(BaseModel):

@@ -155,6 +155,7 @@ async def train(body: TrainRequest, plane: Plane) -> Response:
         dataset_ref=body.datasetRef,
         test_size=body.trainConfig.testSize,
         random_state=body.trainConfig.randomState,
+        candidates=body.trainConfig.candidates,
     )
     return _json(accepted, status=202)
 

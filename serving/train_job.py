@@ -47,6 +47,7 @@ def run_job(job_id: str, *, store: JobStore, tracking_uri: str) -> int:
             random_state=int(config.get("randomState", 42)),
             tracking_uri=tracking_uri,
             progress=progress,
+            candidates=config.get("candidates"),
         )
     except DataError as exc:
         store.fail(job_id, f"invalid dataset: {exc}")
