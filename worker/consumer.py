@@ -8,22 +8,21 @@ import contextlib
 import logging
 from typing import Final
 
-import aio_pika
-from aio_pika.abc import AbstractChannel, AbstractIncomingMessage
 from aio_pika.exceptions import CONNECTION_EXCEPTIONS
 
+from worker.amqp import Delivery, RawChannel, json_properties, publish_confirmed, session
 from worker.facade_client import FacadeClient
 from worker.migrate import upgrade
 from worker.processing import BatchProcessor, DeadLetter
 from worker.resilience import Backoff, CircuitBreaker, StopRequested
 from worker.settings import WorkerSettings
 from worker.store import PredictionStore
-from worker.topology import DEAD_LETTER_QUEUE, DETAIL_HEADER, REASON_HEADER, declare
+from worker.topology import DEAD_LETTER_QUEUE, DETAIL_HEADER, REASON_HEADER, REQUESTED_QUEUE
 
 log = logging.getLogger(__name__)
 
 _MAX_DETAIL: Final = 1000
-_IDLE_CHECK_S: Final = 0.5  # how often an idle worker looks at the stop flag
+_IDLE_CHECK_S: Final = 0.5  # how often an idle worker looks at its stop flag and connection
 
 
 class Inbox:
@@ -33,18 +32,18 @@ class Inbox:
     def __init__(self, *, size: int, linger_s: float) -> None:
         self._size = size
         self._linger_s = linger_s
-        self._items: list[AbstractIncomingMessage] = []
+        self._items: list[Delivery] = []
         self._arrived = asyncio.Event()
         self._full = asyncio.Event()
 
-    async def put(self, message: AbstractIncomingMessage) -> None:
+    async def put(self, message: Delivery) -> None:
         self._items.append(message)
         self._arrived.set()
         if len(self._items) >= self._size:
             self._full.set()
 
-    async def take(self) -> list[AbstractIncomingMessage]:
-        """A batch, or [] after _IDLE_CHECK_S without any message (so the caller can look at its stop flag)."""
+    async def take(self) -> list[Delivery]:
+        """A batch, or [] after _IDLE_CHECK_S without any message."""
         if not self._items:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._arrived.wait(), timeout=_IDLE_CHECK_S)
@@ -61,7 +60,8 @@ class Inbox:
         return batch
 
 
-async def dead_letter(channel: AbstractChannel, message: AbstractIncomingMessage, letter: DeadLetter) -> None:
+async def dead_letter(raw: RawChannel, message: Delivery, letter: DeadLetter) -> None:
+    properties = message.header.properties
     log.warning(
         "event dead-lettered",
         extra={
@@ -69,10 +69,10 @@ async def dead_letter(channel: AbstractChannel, message: AbstractIncomingMessage
             "detail": letter.detail[:_MAX_DETAIL],
             "eventId": letter.event_id,
             "orderId": letter.order_id,
-            "messageId": message.message_id,
+            "messageId": properties.message_id,
         },
     )
-    headers = dict(message.headers or {})
+    headers = dict(properties.headers or {})
     headers.update(
         {
             REASON_HEADER: letter.reason,
@@ -80,16 +80,42 @@ async def dead_letter(channel: AbstractChannel, message: AbstractIncomingMessage
             "x-osml-original-routing-key": message.routing_key or "",
         }
     )
-    await channel.default_exchange.publish(
-        aio_pika.Message(
-            message.body,
-            headers=headers,
-            content_type=message.content_type,
-            message_id=message.message_id,
-            delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
-        ),
-        routing_key=DEAD_LETTER_QUEUE,
-    )
+    dead = json_properties(message_id=properties.message_id, type_=properties.message_type, headers=headers)
+    dead.content_type = properties.content_type
+    await publish_confirmed(raw, message.body, exchange="", routing_key=DEAD_LETTER_QUEUE, properties=dead)
+
+
+async def consume(settings: WorkerSettings, processor: BatchProcessor, stop: asyncio.Event) -> None:
+    """One broker session: consume until stop is set; connection trouble propagates to the caller."""
+    async with session(settings.broker_url, name="osml-worker", prefetch=settings.worker_prefetch) as amqp:
+        inbox = Inbox(size=settings.worker_batch_size, linger_s=settings.worker_batch_linger_s)
+        await amqp.raw.basic_consume(REQUESTED_QUEUE, inbox.put, no_ack=False)
+        log.info(
+            "worker consuming",
+            extra={
+                "queue": REQUESTED_QUEUE,
+                "prefetch": settings.worker_prefetch,
+                "batchSize": settings.worker_batch_size,
+            },
+        )
+        while not stop.is_set():
+            batch = await inbox.take()
+            if not batch:
+                if amqp.lost:
+                    raise ConnectionError("broker connection closed")
+                continue
+            outcomes = await processor.process([m.body for m in batch])
+            await asyncio.gather(
+                *(
+                    dead_letter(amqp.raw, m, o)
+                    for m, o in zip(batch, outcomes, strict=True)
+                    if isinstance(o, DeadLetter)
+                )
+            )
+            # batches are handled one at a time in delivery order: this settles every message of the batch
+            last_tag = batch[-1].delivery_tag
+            assert last_tag is not None
+            await amqp.raw.basic_ack(last_tag, multiple=True)
 
 
 async def run_worker(settings: WorkerSettings, stop: asyncio.Event) -> None:
@@ -104,48 +130,23 @@ async def run_worker(settings: WorkerSettings, stop: asyncio.Event) -> None:
     )
     store = PredictionStore(settings.database_url)
     processor = BatchProcessor(facade=facade, store=store, backoff=backoff, stop=stop)
-    connection = await aio_pika.connect_robust(settings.broker_url)
+    attempt = 0
     try:
-        channel = await connection.channel(publisher_confirms=True)
-        await channel.set_qos(prefetch_count=settings.worker_prefetch)
-        topology = await declare(channel)
-        inbox = Inbox(size=settings.worker_batch_size, linger_s=settings.worker_batch_linger_s)
-        await topology.requested.consume(inbox.put)
-        log.info(
-            "worker consuming",
-            extra={
-                "queue": topology.requested.name,
-                "prefetch": settings.worker_prefetch,
-                "batchSize": settings.worker_batch_size,
-            },
-        )
         while not stop.is_set():
-            batch = await inbox.take()
-            if not batch:
-                continue
             try:
-                outcomes = await processor.process([m.body for m in batch])
+                await consume(settings, processor, stop)
             except StopRequested:
-                break  # unacked: the broker redelivers them
-            try:
-                await asyncio.gather(
-                    *(
-                        dead_letter(channel, m, o)
-                        for m, o in zip(batch, outcomes, strict=True)
-                        if isinstance(o, DeadLetter)
-                    )
-                )
-                # batches are handled one at a time in delivery order: this settles every message of the batch
-                await batch[-1].ack(multiple=True)
+                break  # messages in hand stay unacked: the broker redelivers them
             except CONNECTION_EXCEPTIONS as exc:
-                # the channel went away with these messages: the broker redelivers them and the store skips
-                # the ones already saved
-                log.warning(
-                    "could not settle a batch, it will be redelivered",
-                    extra={"error": repr(exc), "messages": len(batch)},
-                )
+                # unacked messages go back to the queue; the store skips any already saved when they return
+                wait = backoff.delay(attempt)
+                attempt += 1
+                log.warning("broker connection lost, reconnecting", extra={"error": repr(exc), "retryIn": wait})
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), timeout=wait)
+            else:
+                attempt = 0
     finally:
-        await connection.close()
         await facade.aclose()
         await store.close()
         log.info("worker stopped")

@@ -3,24 +3,25 @@
 Rows are claimed with FOR UPDATE SKIP LOCKED inside the transaction that marks them, so relays running side by
 side never claim the same row; a row is marked only after the broker confirmed it (at-least-once: a crash
 between the confirm and the commit re-sends it). The worker's transaction NOTIFYs; polling is the fallback.
+A lost broker connection rolls the claim back and the relay reconnects (e.g. across a broker restart).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from typing import Any, Final
 
-import aio_pika
 import psycopg
-from aio_pika.abc import AbstractExchange
 from aio_pika.exceptions import CONNECTION_EXCEPTIONS
 
+from worker.amqp import RawChannel, json_properties, publish_confirmed, session
 from worker.migrate import psycopg_url, upgrade
 from worker.resilience import Backoff, StopRequested, TransientError, retry_transient
 from worker.settings import WorkerSettings
 from worker.store import OUTBOX_CHANNEL
-from worker.topology import declare_exchange
+from worker.topology import EXCHANGE
 
 log = logging.getLogger(__name__)
 
@@ -28,14 +29,12 @@ _CLAIM: Final = """
 SELECT id, event_id, routing_key, payload FROM outbox
 WHERE sent_at IS NULL ORDER BY id LIMIT %s FOR UPDATE SKIP LOCKED
 """
-_PUBLISH_TIMEOUT_S: Final = 30.0
 _MARK: Final = "UPDATE outbox SET sent_at = now() WHERE id = ANY(%s)"
 
 
 class OutboxRelay:
-    def __init__(self, *, database_url: str, exchange: AbstractExchange, batch_size: int) -> None:
+    def __init__(self, *, database_url: str, batch_size: int) -> None:
         self._url = psycopg_url(database_url)
-        self._exchange = exchange
         self._batch_size = batch_size
         self._conn: psycopg.AsyncConnection[Any] | None = None
 
@@ -44,8 +43,9 @@ class OutboxRelay:
             await self._conn.close()
             self._conn = None
 
-    async def relay_once(self) -> int:
-        """Publish and mark one batch of unsent rows; how many were sent. Failures are TransientError."""
+    async def relay_once(self, raw: RawChannel) -> int:
+        """Publish and mark one batch of unsent rows; how many were sent. Database trouble is a TransientError;
+        broker trouble propagates (the claim is rolled back, the rows stay unsent)."""
         try:
             if self._conn is None or self._conn.closed:
                 self._conn = await psycopg.AsyncConnection.connect(self._url, connect_timeout=5)
@@ -55,27 +55,23 @@ class OutboxRelay:
                 if not rows:
                     return 0
                 await asyncio.gather(
-                    *(self._publish(str(event_id), key, payload) for _, event_id, key, payload in rows)
+                    *(
+                        publish_confirmed(
+                            raw,
+                            payload.encode(),
+                            exchange=EXCHANGE,
+                            routing_key=key,
+                            properties=json_properties(message_id=str(event_id), type_=key),
+                        )
+                        for _, event_id, key, payload in rows
+                    )
                 )
                 await cur.execute(_MARK, ([row[0] for row in rows],))
         except psycopg.OperationalError as exc:
             await self.close()
             raise TransientError(f"database: {exc}") from exc
-        except (TimeoutError, *CONNECTION_EXCEPTIONS) as exc:
-            # not confirmed: the transaction rolled back and the rows stay unsent
-            raise TransientError(f"broker: {exc!r}") from exc
         log.info("outbox rows published", extra={"count": len(rows)})
         return len(rows)
-
-    async def _publish(self, event_id: str, routing_key: str, payload: str) -> None:
-        message = aio_pika.Message(
-            payload.encode(),
-            content_type="application/json",
-            message_id=event_id,
-            type=routing_key,
-            delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
-        )
-        await self._exchange.publish(message, routing_key=routing_key, timeout=_PUBLISH_TIMEOUT_S)
 
 
 async def _wait_for_notify(listener: psycopg.AsyncConnection[Any], seconds: float) -> None:
@@ -83,39 +79,51 @@ async def _wait_for_notify(listener: psycopg.AsyncConnection[Any], seconds: floa
         return
 
 
+async def _relay_session(settings: WorkerSettings, relay: OutboxRelay, backoff: Backoff, stop: asyncio.Event) -> None:
+    listener: psycopg.AsyncConnection[Any] | None = None
+    async with session(settings.broker_url, name="osml-relay") as amqp:
+        log.info("relay connected", extra={"batchSize": settings.relay_batch_size})
+        try:
+            while not stop.is_set():
+                try:
+                    if listener is None or listener.closed:
+                        listener = await psycopg.AsyncConnection.connect(
+                            psycopg_url(settings.database_url), autocommit=True, connect_timeout=5
+                        )
+                        # LISTEN before looking, so a row committed in between still wakes us
+                        await listener.execute(f"LISTEN {OUTBOX_CHANNEL}")
+                    sent = await retry_transient(
+                        lambda: relay.relay_once(amqp.raw), backoff=backoff, what="relay outbox", stop=stop
+                    )
+                    if sent < settings.relay_batch_size:
+                        await _wait_for_notify(listener, settings.relay_poll_interval_s)
+                except psycopg.OperationalError as exc:
+                    log.warning("relay lost its LISTEN connection", extra={"error": str(exc)})
+                    listener = None
+                    await asyncio.sleep(backoff.ceiling(3))
+        finally:
+            if listener is not None:
+                await listener.close()
+
+
 async def run_relay(settings: WorkerSettings, stop: asyncio.Event) -> None:
     if settings.migrate_on_start:
         await asyncio.to_thread(upgrade, settings.database_url)
     backoff = Backoff(initial=settings.retry_initial_s, maximum=settings.retry_max_s)
-    connection = await aio_pika.connect_robust(settings.broker_url)
-    listener: psycopg.AsyncConnection[Any] | None = None
-    relay: OutboxRelay | None = None
+    relay = OutboxRelay(database_url=settings.database_url, batch_size=settings.relay_batch_size)
+    attempt = 0
     try:
-        channel = await connection.channel(publisher_confirms=True)
-        exchange = await declare_exchange(channel)
-        relay = OutboxRelay(database_url=settings.database_url, exchange=exchange, batch_size=settings.relay_batch_size)
-        log.info("relay started", extra={"batchSize": settings.relay_batch_size})
         while not stop.is_set():
             try:
-                if listener is None or listener.closed:
-                    listener = await psycopg.AsyncConnection.connect(
-                        psycopg_url(settings.database_url), autocommit=True, connect_timeout=5
-                    )
-                    await listener.execute(f"LISTEN {OUTBOX_CHANNEL}")
-                # LISTEN before looking, so a row committed in between still wakes us
-                sent = await retry_transient(relay.relay_once, backoff=backoff, what="relay outbox", stop=stop)
-                if sent < settings.relay_batch_size:
-                    await _wait_for_notify(listener, settings.relay_poll_interval_s)
+                await _relay_session(settings, relay, backoff, stop)
             except StopRequested:
                 break
-            except psycopg.OperationalError as exc:
-                log.warning("relay lost its LISTEN connection", extra={"error": str(exc)})
-                listener = None
-                await asyncio.sleep(backoff.delay(3))
+            except CONNECTION_EXCEPTIONS as exc:
+                wait = backoff.delay(attempt)
+                attempt += 1
+                log.warning("broker connection lost, reconnecting", extra={"error": repr(exc), "retryIn": wait})
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), timeout=wait)
     finally:
-        if listener is not None:
-            await listener.close()
-        if relay is not None:
-            await relay.close()
-        await connection.close()
+        await relay.close()
         log.info("relay stopped")

@@ -16,15 +16,14 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, Final
 
-import aio_pika
 import orjson
 import psycopg
-from aio_pika.abc import AbstractIncomingMessage
 
 from osml.schema import Priority
+from worker.amqp import Delivery, json_properties, publish_confirmed, session
 from worker.events import REQUESTED, utc_timestamp
 from worker.migrate import psycopg_url
-from worker.topology import READY_KEY, REQUESTED_KEY, declare
+from worker.topology import EXCHANGE, READY_KEY, REQUESTED_KEY
 
 CATEGORIES: Final = ("TI", "Facilities", "RH", "Financeiro", "Juridico", "Compras")
 _DUE_MINUTES: Final = {"LOW": 4320, "MEDIUM": 1440, "HIGH": 720, "CRITICAL": 240}
@@ -140,7 +139,7 @@ async def simulate(*, broker_url: str, orders: list[SimulatedOrder], rate: float
     all_back = asyncio.Event()
     last_received = 0.0
 
-    async def on_ready(message: AbstractIncomingMessage) -> None:
+    async def on_ready(message: Delivery) -> None:
         nonlocal last_received
         body = orjson.loads(message.body)
         started = sent_at.pop(body.get("orderId"), None)
@@ -153,13 +152,10 @@ async def simulate(*, broker_url: str, orders: list[SimulatedOrder], rate: float
         if len(latencies) == len(orders):
             all_back.set()
 
-    connection = await aio_pika.connect_robust(broker_url)
-    async with connection:
-        channel = await connection.channel(publisher_confirms=True)
-        topology = await declare(channel)
-        replies = await channel.declare_queue("", exclusive=True, auto_delete=True)
-        await replies.bind(topology.exchange, routing_key=READY_KEY)
-        await replies.consume(on_ready, no_ack=True)
+    async with session(broker_url, name="osml-simulate") as amqp:
+        replies = await amqp.channel.declare_queue("", exclusive=True, auto_delete=True)
+        await replies.bind(amqp.topology.exchange, routing_key=READY_KEY)
+        await amqp.raw.basic_consume(replies.name, on_ready, no_ack=True)
 
         started = time.perf_counter()
         published = 0
@@ -169,7 +165,18 @@ async def simulate(*, broker_url: str, orders: list[SimulatedOrder], rate: float
             now = time.perf_counter()
             for order in chunk:
                 sent_at[order.id] = now
-            await asyncio.gather(*(_publish(topology.exchange, o) for o in chunk))
+            await asyncio.gather(
+                *(
+                    publish_confirmed(
+                        amqp.raw,
+                        o.requested_event(),
+                        exchange=EXCHANGE,
+                        routing_key=REQUESTED_KEY,
+                        properties=json_properties(type_=REQUESTED, message_id=uuid.uuid4().hex),
+                    )
+                    for o in chunk
+                )
+            )
             published = due
             if published < len(orders):
                 await asyncio.sleep(_PUBLISH_TICK_S)
@@ -183,16 +190,4 @@ async def simulate(*, broker_url: str, orders: list[SimulatedOrder], rate: float
         total_seconds=(last_received - started) if latencies else 0.0,
         latencies_ms=latencies,
         model_versions=versions,
-    )
-
-
-async def _publish(exchange: aio_pika.abc.AbstractExchange, order: SimulatedOrder) -> None:
-    await exchange.publish(
-        aio_pika.Message(
-            order.requested_event(),
-            content_type="application/json",
-            type=REQUESTED,
-            delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
-        ),
-        routing_key=REQUESTED_KEY,
     )

@@ -4,15 +4,15 @@ import asyncio
 from typing import Any, cast
 
 import pytest
-from aio_pika.abc import AbstractIncomingMessage
 
+from worker.amqp import Delivery
 from worker.consumer import Inbox
 
 pytestmark = pytest.mark.unit
 
 
-def msg(n: int) -> AbstractIncomingMessage:
-    return cast(AbstractIncomingMessage, n)  # the inbox only stores and hands out what it was given
+def msg(n: int) -> Delivery:
+    return cast(Delivery, n)  # the inbox only stores and hands out what it was given
 
 
 async def test_a_full_batch_goes_out_at_once_and_the_rest_waits() -> None:
