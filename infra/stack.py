@@ -6,8 +6,9 @@ MinIO, the MLflow tracking server through `mlflow/server.sh` (PostgreSQL backend
 `osml migrate`, the facade, the worker and the relay. Each process gets its own process group and a log under
 the stack directory (`.osml/stack/`); a state file records what was started so that `make stack-down`
 (`python infra/stack.py down`) stops exactly that, drops the databases and the vhost, and leaves nothing behind.
-With an empty registry it trains on synthetic orders through the facade (`POST /train` with an `s3://` datasetRef,
-then `POST /models/activate`), so the stack serves as soon as `up` returns.
+Its registry starts empty, so `up` puts synthetic orders into the bucket, trains a pair from that `s3://` dataset
+against the tracking server (xgboost only, for speed) and activates it through the facade's
+`POST /models/activate`: the stack serves as soon as `up` returns.
 
 The end-to-end test (`tests/integration/test_stack.py`) drives the same functions.
 """
@@ -17,6 +18,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import importlib
 import json
 import os
 import secrets
@@ -51,6 +53,8 @@ AMQP_HOST = os.environ.get("OSML_STACK_AMQP_HOST", "127.0.0.1:5672")
 S3_CREDENTIALS = {"AWS_ACCESS_KEY_ID": "stack", "AWS_SECRET_ACCESS_KEY": "stack", "AWS_DEFAULT_REGION": "us-east-1"}
 DEFINITIONS = REPO_ROOT / "infra" / "rabbitmq" / "definitions.json"
 COMPOSE_VHOST = "osml"
+# what `up` trains with: one model family is enough for a stack that serves (the facade's jobs train them all)
+FAST_CANDIDATES = ("xgboost",)
 
 
 class StackError(RuntimeError):
@@ -219,18 +223,22 @@ def wait_ready(stack: Stack, component: str, *, timeout: float | None = None) ->
         raise StackError(f"{component} exited during start-up; see {process.log}:\n{_tail(Path(process.log))}")
 
 
-def stop(stack: Stack, component: str, *, timeout: float = 20.0) -> None:
-    """SIGTERM the component's process group, SIGKILL what is left after `timeout`; forget it."""
-    process = stack.processes.pop(component, None)
-    if process is not None and _alive(process):
-        _signal_group(process.pid, signal.SIGTERM)
-        deadline = time.monotonic() + timeout
-        while _group_alive(process.pid) and time.monotonic() < deadline:
-            time.sleep(0.1)  # waiting for processes that are not our children: nothing to wait() on
-        if _group_alive(process.pid):
-            _signal_group(process.pid, signal.SIGKILL)
-            with contextlib.suppress(TimeoutError):
-                wait_until(lambda: not _group_alive(process.pid), timeout=5, what=f"{component} to die")
+def stop(stack: Stack, *components: str, timeout: float = 20.0) -> None:
+    """SIGTERM the components' process groups together, SIGKILL what is left after `timeout`; forget them."""
+    groups: dict[str, int] = {}
+    for component in components:
+        process = stack.processes.pop(component, None)
+        if process is not None and _alive(process):
+            _signal_group(process.pid, signal.SIGTERM)
+            groups[component] = process.pid
+    deadline = time.monotonic() + timeout
+    while any(group_alive(pgid) for pgid in groups.values()) and time.monotonic() < deadline:
+        time.sleep(0.1)  # these are not (necessarily) our children: there is nothing to wait() on
+    survivors = [pgid for pgid in groups.values() if group_alive(pgid)]
+    for pgid in survivors:
+        _signal_group(pgid, signal.SIGKILL)
+    with contextlib.suppress(TimeoutError):
+        wait_until(lambda: not any(group_alive(pgid) for pgid in survivors), timeout=5, what="killed processes")
     if Path(stack.dir).exists():
         stack.save()
 
@@ -264,7 +272,7 @@ def new_stack(
     )
 
 
-def up(stack: Stack, *, train: bool = True, orders: int = 1500, progress: Callable[[str], None] = print) -> Stack:
+def up(stack: Stack, *, train: bool = True, orders: int = 1000, progress: Callable[[str], None] = print) -> Stack:
     """Create the databases and the vhost, start every component, wait until each is ready; on any failure undo
     everything done so far and raise."""
     if (existing := Stack.load(Path(stack.dir))) is not None:
@@ -284,18 +292,22 @@ def up(stack: Stack, *, train: bool = True, orders: int = 1500, progress: Callab
             start(stack, component)
         wait_ready(stack, "s3")
         stack.s3_client().create_bucket(Bucket=stack.bucket)
+        if train:  # a new stack's registry is empty: prepare a pair for the facade to serve
+            dataset_ref = put_synthetic_dataset(stack, orders=orders, seed=7)
+            progress(f"{orders} synthetic orders in {dataset_ref}")
+            importlib.import_module("training.pipeline")  # its heavy imports overlap the tracking server's start
         wait_ready(stack, "mlflow")
         progress(f"tracking server {stack.mlflow_url} (artifacts s3://{stack.bucket}/mlartifacts)")
         start(stack, "facade")
+        if train:
+            progress(f"training ({', '.join(FAST_CANDIDATES)}) while the facade starts")
+            version = train_directly(stack, dataset_ref)
         for component in ("worker", "relay", "facade"):
             wait_ready(stack, component)
         progress(f"facade {stack.facade_url}, worker and relay on vhost {stack.vhost}")
-        if train and not _facade_ready(stack):
-            progress("registry has no production pair: training on synthetic orders through POST /train")
-            ref = put_synthetic_dataset(stack, orders=orders, seed=7)
-            version = train_through_facade(stack, ref)
+        if train:
             activate(stack, version)
-            progress(f"trained and activated {version}")
+            progress(f"activated {version} through POST /models/activate")
     except BaseException:
         down(stack)
         raise
@@ -303,9 +315,8 @@ def up(stack: Stack, *, train: bool = True, orders: int = 1500, progress: Callab
 
 
 def down(stack: Stack) -> None:
-    """Stop every recorded process (reverse start order), drop the databases and the vhost, forget the state."""
-    for component in reversed(list(stack.processes)):
-        stop(stack, component)
+    """Stop every recorded process, drop the databases and the vhost, forget the state."""
+    stop(stack, *reversed(list(stack.processes)))
     for url in (stack.database_url, stack.mlflow_database_url):
         with contextlib.suppress(psycopg.OperationalError):
             _drop_database(url)
@@ -329,8 +340,28 @@ def put_synthetic_dataset(stack: Stack, *, orders: int, seed: int) -> str:
     return f"s3://{stack.bucket}/{key}"
 
 
-def train_through_facade(stack: Stack, dataset_ref: str, *, timeout: float = 300.0) -> str:
-    """POST /train, poll the job until it is done; returns the new model version."""
+def train_directly(stack: Stack, dataset_ref: str) -> str:
+    """Train in this process against the stack's tracking server (artifacts go through its proxy like the
+    facade's jobs); the launcher's own shortcut, since a facade job trains every candidate family."""
+    from training.pipeline import train
+
+    dataset_access = {**S3_CREDENTIALS, "AWS_ENDPOINT_URL": stack.s3_url}
+    saved = {key: os.environ.get(key) for key in dataset_access}
+    os.environ.update(dataset_access)
+    try:
+        with stack.log("train").open("a") as log, contextlib.redirect_stdout(log):
+            result = train(dataset_ref=dataset_ref, tracking_uri=stack.mlflow_url, candidates=FAST_CANDIDATES)
+        return result.model_version
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+
+def train_through_facade(stack: Stack, dataset_ref: str, *, timeout: float = 300.0) -> dict[str, Any]:
+    """POST /train, poll the job until it is done; returns the finished job (modelVersion, metrics...)."""
     response = httpx.post(
         f"{stack.facade_url}/train", json={"datasetRef": dataset_ref}, headers=stack.admin_headers, timeout=30
     )
@@ -345,7 +376,7 @@ def train_through_facade(stack: Stack, dataset_ref: str, *, timeout: float = 300
     job = wait_until(finished, timeout=timeout, interval=0.5, what="the training job")
     if job is None or job["status"] != "done":
         raise StackError(f"training job failed: {job}; see {stack.log('facade')}")
-    return str(job["modelVersion"])
+    return job
 
 
 def activate(stack: Stack, model_version: str, *, timeout: float = 60.0) -> None:
@@ -366,14 +397,6 @@ def activate(stack: Stack, model_version: str, *, timeout: float = 60.0) -> None
 def _serving(stack: Stack) -> str | None:
     response = httpx.get(f"{stack.facade_url}/health/ready", timeout=5)
     return str(response.json()["modelVersion"]) if response.status_code == 200 else None
-
-
-def _facade_ready(stack: Stack) -> bool:
-    version = _serving(stack)
-    if version:
-        stack.model_version = version
-        stack.save()
-    return version is not None
 
 
 # --- PostgreSQL, RabbitMQ, processes -----------------------------------------------------------------------------
@@ -461,7 +484,7 @@ def _start_time(pid: int) -> str:
 
 def _alive(process: Process) -> bool:
     """The recorded group leader still runs (and is the same process, not a recycled pid)."""
-    return _start_time(process.pid) == process.started and _group_alive(process.pid)
+    return _start_time(process.pid) == process.started and group_alive(process.pid)
 
 
 def _group_members(pgid: int) -> Iterator[int]:
@@ -475,7 +498,7 @@ def _group_members(pgid: int) -> Iterator[int]:
                 yield int(entry.name)
 
 
-def _group_alive(pgid: int) -> bool:
+def group_alive(pgid: int) -> bool:
     return next(_group_members(pgid), None) is not None
 
 
@@ -543,7 +566,11 @@ def main(argv: list[str] | None = None) -> int:
             s3_port=_preferred_port(args.s3_port),
         )
         try:
-            up(stack, train=not args.no_train, progress=lambda message: print(f"  .. {message}", flush=True))
+            up(
+                stack,
+                train=not args.no_train,
+                progress=lambda message: print(f"  [{time.monotonic() - began:5.1f} s] {message}", flush=True),
+            )
         except StackError as exc:
             print(f"stack failed to start (everything it started is stopped again): {exc}", file=sys.stderr)
             return 1
