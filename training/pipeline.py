@@ -23,13 +23,14 @@ from mlflow import MlflowClient
 from mlflow.data.pandas_dataset import from_pandas
 from mlflow.models import ModelSignature
 from mlflow.types.schema import ColSpec, Schema, TensorSpec
+from threadpoolctl import threadpool_limits
 
 from osml import conventions, registry
 from osml.runtime import EtaMinutesModel, FeatureEncoder, SlaRiskModel
 from osml.schema import CURRENT_SCHEMA_VERSION, REQUIRED_FEATURES, SCHEMAS
 from training import plots
 from training.calibration import fit_calibrator
-from training.candidates import FittedCandidate, Task, TrainingSet, select
+from training.candidates import FittedCandidate, Task, TrainingSet, openmp_threads, select
 from training.clustering import cluster_orders
 from training.data.orders import load_orders
 from training.evaluate import (
@@ -286,7 +287,11 @@ def train(
     ref = public_ref(dataset_ref)
     trainer = _Trainer(frame, split, encoder, random_state, report)
     sla_count, eta_count = len(select("sla", names)), len(select("eta", names))
-    with mlflow.start_run(experiment_id=experiment_id, run_name=f"train {trained_at:%Y-%m-%d %H:%M:%S}") as parent:
+    with (
+        # OpenMP/BLAS pools of scikit-learn (HistGradientBoosting, KMeans): see candidates.openmp_threads
+        threadpool_limits(limits=openmp_threads(len(split.train))),
+        mlflow.start_run(experiment_id=experiment_id, run_name=f"train {trained_at:%Y-%m-%d %H:%M:%S}") as parent,
+    ):
         mlflow.set_tags({conventions.TAG_DATASET_REF: ref, conventions.TAG_SCHEMA_VERSION: schema_version})
         mlflow.log_params(
             {

@@ -1,0 +1,66 @@
+"""Time-ordered split and the metric helpers."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from training.evaluate import choose_threshold, eta_baseline_metrics, regression_metrics, sla_baseline_metrics
+from training.split import time_split
+
+pytestmark = pytest.mark.unit
+
+
+def _shuffled_times(n: int, seed: int = 0) -> pd.Series:
+    times = pd.date_range("2026-01-01", periods=n, freq="37min", tz="UTC")
+    return pd.Series(np.random.default_rng(seed).permutation(times))
+
+
+def test_blocks_are_ordered_in_time_and_partition_the_rows() -> None:
+    created = _shuffled_times(1000)
+    split = time_split(created, test_size=0.2)
+    train, val, test = (created.iloc[b] for b in (split.train, split.validation, split.test))
+    assert train.max() < val.min() and val.max() < test.min()
+    assert len(test) == 200 and len(val) == 160 and len(train) == 640
+    assert sorted(np.concatenate([split.train, split.validation, split.test])) == list(range(1000))
+    assert list(test) == sorted(test)  # each block in creation order
+
+
+def test_explicit_validation_size() -> None:
+    split = time_split(_shuffled_times(100), test_size=0.3, validation_size=0.1)
+    assert (len(split.train), len(split.validation), len(split.test)) == (60, 10, 30)
+
+
+def test_ties_in_time_are_broken_by_the_tie_breaker_deterministically() -> None:
+    created = pd.Series([pd.Timestamp("2026-01-01", tz="UTC")] * 10)
+    ids = pd.Series([f"OS-{i}" for i in (5, 3, 9, 0, 1, 8, 2, 7, 4, 6)])
+    split = time_split(created, test_size=0.2, tie_breaker=ids)
+    assert sorted(ids.iloc[split.test]) == ["OS-8", "OS-9"]
+
+
+@pytest.mark.parametrize("test_size", [0.0, 1.0, -0.1, 1.5])
+def test_test_size_outside_zero_one_is_rejected(test_size: float) -> None:
+    with pytest.raises(ValueError, match="test_size"):
+        time_split(_shuffled_times(50), test_size=test_size)
+
+
+def test_too_few_rows_is_a_clear_error() -> None:
+    with pytest.raises(ValueError, match="too few"):
+        time_split(_shuffled_times(3), test_size=0.5)
+
+
+def test_threshold_maximises_f1_on_the_given_rows() -> None:
+    y = np.array([0, 0, 0, 1, 1, 1, 0, 1])
+    p = np.array([0.1, 0.2, 0.3, 0.35, 0.6, 0.7, 0.8, 0.9])
+    threshold = choose_threshold(y, p)
+    # flagging >= 0.35 catches every breach with 1 false alarm: F1 = 8/9, the best any cut achieves
+    assert threshold == pytest.approx(0.35)
+
+
+def test_baselines_are_base_rate_and_median_duration() -> None:
+    sla = sla_baseline_metrics(np.array([0, 1, 1, 0]), np.array([1, 0, 1, 0]))
+    assert sla["auc"] == pytest.approx(0.5) and sla["recall"] == 1.0 and sla["brier"] == pytest.approx(0.25)
+    eta = eta_baseline_metrics(np.array([10.0, 20.0, 1000.0]), np.array([20.0, 30.0]))
+    assert eta == regression_metrics(np.array([20.0, 30.0]), np.array([20.0, 20.0]))
+    assert eta["mae_minutes"] == 5.0 and eta["median_ae_minutes"] == 5.0
