@@ -7,7 +7,6 @@ moto's S3 server. Responses are compared by shape, types and status codes; value
 from __future__ import annotations
 
 import re
-import secrets
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -21,7 +20,8 @@ import pytest
 from osml.conventions import MODEL_VERSION_PATTERN
 from tests import services
 from tests.conftest_training import FAST_CANDIDATES
-from tests.support import VENV_BIN, free_port, http_ok, start_process, stop_process, wait_until
+from tests.contract.facade import facade_process
+from tests.support import wait_until
 from training.pipeline import train
 
 pytestmark = pytest.mark.contract
@@ -49,7 +49,6 @@ SEED_TRAIN = b"""{
 SEED_ACTIVATE = b"""{ "modelVersion": "%s" }"""
 
 ISO_UTC = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?Z$")
-JSON = {"Content-Type": "application/json"}
 
 
 @dataclass(frozen=True)
@@ -67,34 +66,23 @@ def facade(tmp_path_factory: pytest.TempPathFactory, synthetic_csv: Path) -> Ite
     workdir = tmp_path_factory.mktemp("contract")
     uri = f"sqlite:///{workdir / 'mlflow.db'}"
     first = train(dataset_ref=str(synthetic_csv), tracking_uri=uri, activate=True, candidates=FAST_CANDIDATES)
-    predict_key, admin_key = secrets.token_urlsafe(16), secrets.token_urlsafe(16)
-    port = free_port()
-    with services.s3_server(workdir, bucket="bucket") as s3:
-        proc = start_process(
-            [str(VENV_BIN / "osml"), "serve", "--port", str(port)],
-            log=workdir / "facade.log",
-            env={
-                "MLFLOW_TRACKING_URI": uri,
-                "OSML_PREDICT_API_KEY": predict_key,
-                "OSML_ADMIN_API_KEY": admin_key,
-                "OSML_DATABASE_URL": f"sqlite:///{workdir / 'jobs.db'}",
-                "OSML_MODEL_POLL_SECONDS": "1",
-                **s3.env,
-            },
+    with (
+        services.s3_server(workdir, bucket="bucket") as s3,
+        facade_process(
+            workdir,
+            tracking_uri=uri,
+            database_url=f"sqlite:///{workdir / 'jobs.db'}",
+            env={"OSML_MODEL_POLL_SECONDS": "1", **s3.env},
+        ) as process,
+    ):
+        yield Facade(
+            url=process.url,
+            tracking_uri=uri,
+            first_version=first.model_version,
+            predict_headers=process.predict_headers,
+            admin_headers=process.admin_headers,
+            s3=s3,
         )
-        url = f"http://127.0.0.1:{port}"
-        try:
-            wait_until(lambda: http_ok(f"{url}/health/ready"), timeout=120, what=f"facade ({workdir / 'facade.log'})")
-            yield Facade(
-                url=url,
-                tracking_uri=uri,
-                first_version=first.model_version,
-                predict_headers={**JSON, "X-API-Key": predict_key},
-                admin_headers={**JSON, "X-API-Key": admin_key},
-                s3=s3,
-            )
-        finally:
-            stop_process(proc)
 
 
 def test_6_1_health(facade: Facade) -> None:

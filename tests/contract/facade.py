@@ -1,0 +1,56 @@
+"""A real facade process (`osml serve`) for contract and integration tests."""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from subprocess import Popen
+
+from tests.support import VENV_BIN, free_port, http_ok, start_process, stop_process, wait_until
+
+
+@dataclass(frozen=True)
+class FacadeProcess:
+    url: str
+    proc: Popen[bytes]
+    log: Path
+    predict_headers: dict[str, str]
+    admin_headers: dict[str, str]
+
+
+@contextmanager
+def facade_process(
+    workdir: Path, *, tracking_uri: str, database_url: str, env: dict[str, str] | None = None, ready: bool = True
+) -> Iterator[FacadeProcess]:
+    """Start `osml serve` on a free port; wait for /health/ready (a loaded pair) or only /health."""
+    predict_key, admin_key = secrets.token_urlsafe(16), secrets.token_urlsafe(16)
+    port = free_port()
+    log = workdir / f"facade-{port}.log"
+    proc = start_process(
+        [str(VENV_BIN / "osml"), "serve", "--port", str(port)],
+        log=log,
+        env={
+            "MLFLOW_TRACKING_URI": tracking_uri,
+            "OSML_PREDICT_API_KEY": predict_key,
+            "OSML_ADMIN_API_KEY": admin_key,
+            "OSML_DATABASE_URL": database_url,
+            **(env or {}),
+        },
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        path = "/health/ready" if ready else "/health"
+        wait_until(lambda: proc.poll() is None and http_ok(url + path), timeout=120, what=f"facade ({log})")
+        json = {"Content-Type": "application/json"}
+        yield FacadeProcess(
+            url=url,
+            proc=proc,
+            log=log,
+            predict_headers={**json, "X-API-Key": predict_key},
+            admin_headers={**json, "X-API-Key": admin_key},
+        )
+    finally:
+        stop_process(proc)

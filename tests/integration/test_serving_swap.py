@@ -1,0 +1,210 @@
+"""The facade against a real `mlflow server` on a fresh PostgreSQL database.
+
+- A promotion made directly in the registry is picked up under load: within the poll interval (plus the
+  load) every response names the new pair, and no request fails during the swap.
+- A pair whose features schema the facade cannot serve is refused (409) and the current pair keeps serving;
+  so does an unreachable registry.
+- Training jobs live in PostgreSQL: a job cut off by a crash reads `failed` after a restart.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+import pytest
+from mlflow import MlflowClient
+
+from osml import registry
+from osml.conventions import ETA_MODEL_NAME, SLA_MODEL_NAME, TAG_SCHEMA_VERSION
+from tests.conftest_training import FAST_CANDIDATES
+from tests.contract.facade import FacadeProcess, facade_process
+from tests.contract.test_seed_payloads import SEED_PREDICT
+from tests.services import MlflowServer
+from tests.support import wait_until
+from training.pipeline import train
+
+pytestmark = pytest.mark.integration
+
+POLL_SECONDS = 1.0
+
+
+@dataclass
+class LoadLoop:
+    """Posts the seed payload back to back from a thread, recording every outcome."""
+
+    facade: FacadeProcess
+    outcomes: list[tuple[float, int, str | None]] = field(default_factory=list)
+    stop: threading.Event = field(default_factory=threading.Event)
+
+    def run(self) -> None:
+        with httpx.Client(timeout=10) as client:
+            while not self.stop.is_set():
+                try:
+                    response = client.post(
+                        f"{self.facade.url}/predict", content=SEED_PREDICT, headers=self.facade.predict_headers
+                    )
+                    version = response.json().get("modelVersion") if response.status_code == 200 else None
+                    self.outcomes.append((time.monotonic(), response.status_code, version))
+                except httpx.HTTPError as exc:
+                    self.outcomes.append((time.monotonic(), 0, repr(exc)))
+
+    def versions_since(self, moment: float) -> list[str | None]:
+        return [v for t, _, v in list(self.outcomes) if t >= moment]
+
+
+@pytest.fixture(scope="module")
+def pair_a_and_b(mlflow_tracking_server: MlflowServer, synthetic_csv: Path) -> tuple[str, str]:
+    """Two pairs in the registry, A in production (trained like the `trained_pair` fixture, once per module)."""
+    versions = [
+        train(
+            dataset_ref=str(synthetic_csv),
+            tracking_uri=mlflow_tracking_server.url,
+            activate=activate,
+            random_state=seed,
+            candidates=FAST_CANDIDATES,
+        ).model_version
+        for activate, seed in ((True, 1), (False, 2))
+    ]
+    return versions[0], versions[1]
+
+
+@pytest.fixture(scope="module")
+def facade(
+    tmp_path_factory: pytest.TempPathFactory, mlflow_tracking_server: MlflowServer, pair_a_and_b: tuple[str, str]
+) -> Iterator[FacadeProcess]:
+    workdir = tmp_path_factory.mktemp("serving-swap")
+    with facade_process(
+        workdir,
+        tracking_uri=mlflow_tracking_server.url,
+        database_url=f"sqlite:///{workdir / 'jobs.db'}",
+        env={"OSML_MODEL_POLL_SECONDS": str(POLL_SECONDS)},
+    ) as process:
+        yield process
+
+
+def served_version(facade: FacadeProcess) -> str:
+    response = httpx.post(f"{facade.url}/predict", content=SEED_PREDICT, headers=facade.predict_headers)
+    assert response.status_code == 200, response.text
+    return str(response.json()["modelVersion"])
+
+
+def current_and_other(facade: FacadeProcess, pair_a_and_b: tuple[str, str]) -> tuple[str, str]:
+    current = served_version(facade)
+    assert current in pair_a_and_b
+    return current, next(v for v in pair_a_and_b if v != current)
+
+
+def registry_client(server: MlflowServer) -> MlflowClient:
+    return MlflowClient(tracking_uri=server.url, registry_uri=server.url)
+
+
+def test_a_promotion_in_the_registry_is_served_without_failing_a_request(
+    facade: FacadeProcess, mlflow_tracking_server: MlflowServer, pair_a_and_b: tuple[str, str]
+) -> None:
+    current, promoted_version = current_and_other(facade, pair_a_and_b)
+    loop = LoadLoop(facade)
+    worker = threading.Thread(target=loop.run)
+    worker.start()
+    try:
+        wait_until(lambda: len(loop.outcomes) > 20, timeout=30, what="the load loop to run")
+        registry.activate(registry_client(mlflow_tracking_server), promoted_version)
+        promoted = time.monotonic()
+        wait_until(
+            lambda: promoted_version in loop.versions_since(promoted), timeout=60, what="responses naming the new pair"
+        )
+        first_new = next(t for t, _, v in list(loop.outcomes) if t >= promoted and v == promoted_version)
+        settled = len(loop.outcomes)
+        wait_until(lambda: len(loop.outcomes) > settled + 50, timeout=30, what="more responses after the swap")
+    finally:
+        loop.stop.set()
+        worker.join(timeout=30)
+
+    failures = [o for o in loop.outcomes if o[1] != 200]
+    assert failures == [], failures[:5]
+    versions = [v for _, _, v in loop.outcomes]
+    switch = versions.index(promoted_version)
+    # before the switch only the old pair, from the switch on only the new one: never a mix or a step back
+    assert set(versions[:switch]) == {current} and set(versions[switch:]) == {promoted_version}
+    # picked up by the poller: one interval, plus downloading and loading the pair from the tracking server
+    assert first_new - promoted < POLL_SECONDS + 30
+
+
+def test_unservable_schema_is_409_and_the_current_pair_keeps_serving(
+    facade: FacadeProcess, mlflow_tracking_server: MlflowServer, pair_a_and_b: tuple[str, str]
+) -> None:
+    current, other = current_and_other(facade, pair_a_and_b)
+    client = registry_client(mlflow_tracking_server)
+    pair = registry.find_pair(client, other)
+    try:
+        for name, mv in ((SLA_MODEL_NAME, pair.sla), (ETA_MODEL_NAME, pair.eta)):
+            client.set_model_version_tag(name, mv.version, TAG_SCHEMA_VERSION, "99")
+        response = httpx.post(
+            f"{facade.url}/models/activate", json={"modelVersion": other}, headers=facade.admin_headers
+        )
+        assert response.status_code == 409
+        assert response.json()["code"] == "UNSUPPORTED_SCHEMA"
+        assert "'99'" in response.json()["message"]
+        assert registry.production_pair(client).model_version == current  # type: ignore[union-attr]
+        assert served_version(facade) == current
+    finally:
+        for name, mv in ((SLA_MODEL_NAME, pair.sla), (ETA_MODEL_NAME, pair.eta)):
+            client.set_model_version_tag(name, mv.version, TAG_SCHEMA_VERSION, pair.schema_version)
+
+
+def test_the_current_pair_keeps_serving_while_the_registry_is_down(
+    facade: FacadeProcess, mlflow_tracking_server: MlflowServer, pair_a_and_b: tuple[str, str]
+) -> None:
+    current, _ = current_and_other(facade, pair_a_and_b)
+    mlflow_tracking_server.stop()
+    try:
+        down_since = time.monotonic()
+        answered: list[str] = []
+
+        def several_polls_answered() -> bool:
+            answered.append(served_version(facade))
+            return time.monotonic() - down_since > 4 * POLL_SECONDS
+
+        wait_until(several_polls_answered, timeout=60, interval=0.1, what="predictions while the registry is down")
+        assert set(answered) == {current}
+        models = httpx.get(f"{facade.url}/models", headers=facade.admin_headers, timeout=120)
+        assert models.status_code == 503
+        assert models.json()["code"] == "REGISTRY_UNAVAILABLE"
+    finally:
+        mlflow_tracking_server.start()
+
+
+def test_a_job_cut_off_by_a_crash_reads_failed_after_a_restart(
+    tmp_path: Path, pg_database: str, mlflow_tracking_server: MlflowServer, synthetic_csv: Path
+) -> None:
+    env = {"OSML_JOB_HEARTBEAT_SECONDS": "0.5", "OSML_JOB_STALE_SECONDS": "3"}
+    body = {"datasetRef": str(synthetic_csv), "trainConfig": {"candidates": list(FAST_CANDIDATES)}}
+    common = {"tracking_uri": mlflow_tracking_server.url, "database_url": pg_database, "env": env, "ready": False}
+    with facade_process(tmp_path, **common) as first:  # type: ignore[arg-type]
+        job_id = httpx.post(f"{first.url}/train", json=body, headers=first.admin_headers).json()["jobId"]
+
+        def status() -> str:
+            response = httpx.get(f"{first.url}/train/jobs/{job_id}", headers=first.admin_headers)
+            return str(response.json()["status"])
+
+        wait_until(lambda: status() == "running", timeout=120, what="the job to start running")
+        os.kill(first.proc.pid, signal.SIGKILL)  # the facade only: its training process must notice and stop
+        first.proc.wait(timeout=30)
+
+    with facade_process(tmp_path, **common) as second:  # type: ignore[arg-type]
+
+        def job() -> dict[str, object] | None:
+            response = httpx.get(f"{second.url}/train/jobs/{job_id}", headers=second.admin_headers)
+            assert response.status_code == 200
+            view: dict[str, object] = response.json()
+            return view if view["status"] != "running" else None
+
+        view = wait_until(job, timeout=60, what="the cut-off job to be marked failed")
+    assert view["status"] == "failed"
+    assert "interrupted" in str(view["reason"])
