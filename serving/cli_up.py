@@ -15,6 +15,7 @@ import shlex
 import signal
 import subprocess
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 
 from mlflow import MlflowClient
@@ -42,7 +43,10 @@ SEED_PREDICT_BODY = {
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--orders", type=int, default=20_000, help="synthetic orders to train on (empty registry)")
+    parser.add_argument("--orders", type=int, default=5_000, help="synthetic orders to train on (empty registry)")
+    parser.add_argument(
+        "--candidates", help="comma-separated model families to try when training (default: all), e.g. xgboost"
+    )
     parser.add_argument("--seed", type=int, default=42, help="synthetic data seed")
     parser.add_argument("--ui-port", type=int, default=5000, help="MLflow UI port (0: no UI)")
 
@@ -51,7 +55,7 @@ def _say(message: str) -> None:
     print(message, flush=True)
 
 
-def ensure_production_pair(uri: str, *, orders: int, seed: int) -> str:
+def ensure_production_pair(uri: str, *, orders: int, seed: int, candidates: Sequence[str] | None = None) -> str:
     """The active modelVersion, training one on synthetic data when the registry has none."""
     client = MlflowClient(tracking_uri=uri, registry_uri=uri)
     pair = registry.production_pair(client)
@@ -76,6 +80,7 @@ def ensure_production_pair(uri: str, *, orders: int, seed: int) -> str:
         activate=True,
         tracking_uri=uri,
         progress=lambda fraction, message: _say(f"  {fraction:5.0%}  {message}"),
+        candidates=candidates,
     )
     metrics = ", ".join(f"{k} {v:.3f}" for k, v in sorted(result.metrics.items()))
     _say(f"trained and activated {result.model_version} ({metrics})")
@@ -149,7 +154,8 @@ def run(args: argparse.Namespace) -> int:
     configure_logging(os.environ.get("OSML_LOG_LEVEL", "INFO"))
     uri = tracking_uri()
     os.environ["MLFLOW_TRACKING_URI"] = uri  # the facade, its training jobs and the UI share one store
-    model_version = ensure_production_pair(uri, orders=args.orders, seed=args.seed)
+    candidates = [c.strip() for c in args.candidates.split(",") if c.strip()] if args.candidates else None
+    model_version = ensure_production_pair(uri, orders=args.orders, seed=args.seed, candidates=candidates)
     settings = ServingSettings(**_api_keys())  # type: ignore[arg-type]
     ui: subprocess.Popen[bytes] | None = None
     ui_url: str | None = uri if uri.startswith("http") else None
