@@ -7,8 +7,8 @@ MinIO, the MLflow tracking server through `mlflow/server.sh` (PostgreSQL backend
 the stack directory (`.osml/stack/`); a state file records what was started so that `make stack-down`
 (`python infra/stack.py down`) stops exactly that, drops the databases and the vhost, and leaves nothing behind.
 Its registry starts empty, so `up` puts synthetic orders into the bucket, trains a pair from that `s3://` dataset
-against the tracking server (xgboost only, for speed) and activates it through the facade's
-`POST /models/activate`: the stack serves as soon as `up` returns.
+through the facade (`POST /train`, xgboost only for speed) and activates it (`POST /models/activate`): the stack
+serves as soon as `up` returns.
 
 The end-to-end test (`tests/integration/test_stack.py`) drives the same functions.
 """
@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import importlib
 import json
 import os
 import secrets
@@ -53,7 +52,7 @@ AMQP_HOST = os.environ.get("OSML_STACK_AMQP_HOST", "127.0.0.1:5672")
 S3_CREDENTIALS = {"AWS_ACCESS_KEY_ID": "stack", "AWS_SECRET_ACCESS_KEY": "stack", "AWS_DEFAULT_REGION": "us-east-1"}
 DEFINITIONS = REPO_ROOT / "infra" / "rabbitmq" / "definitions.json"
 COMPOSE_VHOST = "osml"
-# what `up` trains with: one model family is enough for a stack that serves (the facade's jobs train them all)
+# what `up` trains: one model family is enough for a stack that serves (a job trains every family by default)
 FAST_CANDIDATES = ("xgboost",)
 
 
@@ -292,20 +291,18 @@ def up(stack: Stack, *, train: bool = True, orders: int = 1000, progress: Callab
             start(stack, component)
         wait_ready(stack, "s3")
         stack.s3_client().create_bucket(Bucket=stack.bucket)
-        if train:  # a new stack's registry is empty: prepare a pair for the facade to serve
+        if train:  # a new stack's registry is empty: the facade needs a pair to serve
             dataset_ref = put_synthetic_dataset(stack, orders=orders, seed=7)
             progress(f"{orders} synthetic orders in {dataset_ref}")
-            importlib.import_module("training.pipeline")  # its heavy imports overlap the tracking server's start
         wait_ready(stack, "mlflow")
         progress(f"tracking server {stack.mlflow_url} (artifacts s3://{stack.bucket}/mlartifacts)")
         start(stack, "facade")
-        if train:
-            progress(f"training ({', '.join(FAST_CANDIDATES)}) while the facade starts")
-            version = train_directly(stack, dataset_ref)
         for component in ("worker", "relay", "facade"):
             wait_ready(stack, component)
         progress(f"facade {stack.facade_url}, worker and relay on vhost {stack.vhost}")
         if train:
+            progress(f"training through POST /train (candidates: {', '.join(FAST_CANDIDATES)})")
+            version = str(train_through_facade(stack, dataset_ref, candidates=FAST_CANDIDATES)["modelVersion"])
             activate(stack, version)
             progress(f"activated {version} through POST /models/activate")
     except BaseException:
@@ -340,31 +337,14 @@ def put_synthetic_dataset(stack: Stack, *, orders: int, seed: int) -> str:
     return f"s3://{stack.bucket}/{key}"
 
 
-def train_directly(stack: Stack, dataset_ref: str) -> str:
-    """Train in this process against the stack's tracking server (artifacts go through its proxy like the
-    facade's jobs); the launcher's own shortcut, since a facade job trains every candidate family."""
-    from training.pipeline import train
-
-    dataset_access = {**S3_CREDENTIALS, "AWS_ENDPOINT_URL": stack.s3_url}
-    saved = {key: os.environ.get(key) for key in dataset_access}
-    os.environ.update(dataset_access)
-    try:
-        with stack.log("train").open("a") as log, contextlib.redirect_stdout(log):
-            result = train(dataset_ref=dataset_ref, tracking_uri=stack.mlflow_url, candidates=FAST_CANDIDATES)
-        return result.model_version
-    finally:
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
-
-
-def train_through_facade(stack: Stack, dataset_ref: str, *, timeout: float = 300.0) -> dict[str, Any]:
+def train_through_facade(
+    stack: Stack, dataset_ref: str, *, candidates: tuple[str, ...] | None = None, timeout: float = 300.0
+) -> dict[str, Any]:
     """POST /train, poll the job until it is done; returns the finished job (modelVersion, metrics...)."""
-    response = httpx.post(
-        f"{stack.facade_url}/train", json={"datasetRef": dataset_ref}, headers=stack.admin_headers, timeout=30
-    )
+    body: dict[str, Any] = {"datasetRef": dataset_ref}
+    if candidates:
+        body["trainConfig"] = {"candidates": list(candidates)}
+    response = httpx.post(f"{stack.facade_url}/train", json=body, headers=stack.admin_headers, timeout=30)
     if response.status_code != 202:
         raise StackError(f"POST /train answered {response.status_code}: {response.text}")
     job_url = f"{stack.facade_url}/train/jobs/{response.json()['jobId']}"

@@ -11,8 +11,12 @@
 #   MLFLOW_ARTIFACTS_DESTINATION  s3://BUCKET/mlartifacts                                       (required)
 #   MLFLOW_HOST / MLFLOW_PORT / MLFLOW_WORKERS                     default 0.0.0.0 / 5000 / 2
 #   MLFLOW_S3_ENDPOINT_URL, AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY   the S3-compatible store (MinIO, moto)
-#   MLFLOW_SERVER_ALLOWED_HOSTS   Host headers accepted besides localhost and private IPs (e.g. mlflow,mlflow:5000)
+#   MLFLOW_SERVER_ALLOWED_HOSTS   Host headers accepted (replaces the localhost/private-IP default), e.g. mlflow,mlflow:*
+#   MLFLOW_SERVER_ENABLE_JOB_EXECUTION  default false here: MLflow's GenAI job runner (trace scoring/archival) is seven
+#                                 extra processes (~250 MB each) that osml never uses
 set -eu
+
+export MLFLOW_SERVER_ENABLE_JOB_EXECUTION="${MLFLOW_SERVER_ENABLE_JOB_EXECUTION:-false}"
 
 : "${MLFLOW_BACKEND_STORE_URI:?set MLFLOW_BACKEND_STORE_URI (postgresql+psycopg://USER:PASSWORD@HOST:5432/mlflow)}"
 

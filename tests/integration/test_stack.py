@@ -55,9 +55,9 @@ class Trained:
 @pytest.fixture(scope="module")
 def trained(stack: launcher.Stack) -> Trained:
     """A synthetic orders.csv put into the S3 server, trained through POST /train, activated through the facade."""
-    ref = launcher.put_synthetic_dataset(stack, orders=1200, seed=11)
+    ref = launcher.put_synthetic_dataset(stack, orders=800, seed=11)
     assert ref.startswith(f"s3://{stack.bucket}/")
-    job = launcher.train_through_facade(stack, ref, timeout=300)
+    job = launcher.train_through_facade(stack, ref, candidates=launcher.FAST_CANDIDATES, timeout=300)
     launcher.activate(stack, str(job["modelVersion"]))
     return Trained(job=job, dataset_ref=ref)
 
