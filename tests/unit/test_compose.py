@@ -258,13 +258,18 @@ def test_dependencies_wait_for_health_or_completion() -> None:
                 assert SERVICES[target].get("restart") == "no", f"{target} is a one-shot job: restart: 'no'"
 
 
-def test_long_running_services_restart_and_expose_health_when_depended_on() -> None:
-    depended_on = {target for s in SERVICES.values() for target in s.get("depends_on", {})}
+def test_long_running_services_restart_and_report_health() -> None:
     for name, service in SERVICES.items():
         if service.get("restart") != "no":
             assert service.get("restart") == "unless-stopped", f"{name} should restart"
-            if name in depended_on:
-                assert "healthcheck" in service, name
+            assert "healthcheck" in service, f"{name} has no healthcheck"
+
+
+def test_worker_and_relay_health_watches_the_broker_port_they_use() -> None:
+    for service in ("worker", "relay"):
+        port = urlsplit(resolved_environment(service)["OSML_BROKER_URL"]).port or 5672
+        probe = " ".join(SERVICES[service]["healthcheck"]["test"])
+        assert f"':{port:04X}'" in probe, f"{service}: healthcheck does not watch the broker port {port}"
 
 
 def test_state_lives_on_named_volumes() -> None:
