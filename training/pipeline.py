@@ -108,8 +108,16 @@ def _prefixed(prefix: str, metrics: dict[str, float]) -> dict[str, float]:
 
 class _Trainer:
     def __init__(
-        self, frame: TrainingFrame, split: TimeSplit, encoder: FeatureEncoder, random_state: int, progress: Progress
+        self,
+        frame: TrainingFrame,
+        split: TimeSplit,
+        encoder: FeatureEncoder,
+        *,
+        experiment_id: str,
+        random_state: int,
+        progress: Progress,
     ) -> None:
+        self.experiment_id = experiment_id  # nested runs otherwise land in the default experiment
         self.frame = frame
         self.split = split
         self.encoder = encoder
@@ -148,7 +156,7 @@ class _Trainer:
         for i, (name, fit) in enumerate(fits.items()):
             fraction = span[0] + (span[1] - span[0]) * i / len(fits)
             self.progress(fraction, f"{task.upper()}: training candidate {name}")
-            with mlflow.start_run(run_name=f"{task}/{name}", nested=True) as child:
+            with mlflow.start_run(run_name=f"{task}/{name}", nested=True, experiment_id=self.experiment_id) as child:
                 mlflow.set_tags({"osml.task": task, "osml.candidate": name})
                 started = time.perf_counter()
                 fitted = fit(task, data)
@@ -285,7 +293,7 @@ def train(
     experiment_id = ensure_experiment(client, uri)
     trained_at = datetime.now(UTC).replace(microsecond=0)
     ref = public_ref(dataset_ref)
-    trainer = _Trainer(frame, split, encoder, random_state, report)
+    trainer = _Trainer(frame, split, encoder, experiment_id=experiment_id, random_state=random_state, progress=report)
     sla_count, eta_count = len(select("sla", names)), len(select("eta", names))
     with (
         # OpenMP/BLAS pools of scikit-learn (HistGradientBoosting, KMeans): see candidates.openmp_threads
@@ -315,7 +323,7 @@ def train(
         eta = trainer.run_task("eta", names, (0.12 + 0.66 * sla_count / total, 0.78))
 
         report(0.8, "clustering order patterns")
-        with mlflow.start_run(run_name="clusters/kmeans", nested=True):
+        with mlflow.start_run(run_name="clusters/kmeans", nested=True, experiment_id=experiment_id):
             clusters = cluster_orders(frame.features, frame.eta, frame.sla, random_state=random_state)
             mlflow.log_params({"k": clusters.k, "k_tried": ",".join(map(str, clusters.silhouettes))})
             mlflow.log_metrics(

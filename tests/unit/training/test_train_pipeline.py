@@ -29,6 +29,9 @@ def test_embedded_store_keeps_artifacts_beside_the_database(sqlite_tracking_uri:
     assert result.activated and result.chosen == {"sla": "xgboost", "eta": "xgboost"}
     assert set(result.metrics) == {"auc", "f1", "maeMinutes"}
     assert result.report["auc"] == pytest.approx(result.metrics["auc"], abs=1e-4)
+    runs = client.search_runs([experiment.experiment_id])
+    names = {run.info.run_name for run in runs if run.data.tags.get("mlflow.parentRunId") == result.run_id}
+    assert names == {"sla/xgboost", "eta/xgboost", "clusters/kmeans"}  # children live in the parent's experiment
 
 
 def test_unknown_candidate_fails_before_reading_data(tmp_path: Path) -> None:
