@@ -12,7 +12,7 @@ from aio_pika.exceptions import CONNECTION_EXCEPTIONS
 
 from worker.amqp import Delivery, RawChannel, json_properties, publish_confirmed, session
 from worker.facade_client import FacadeClient
-from worker.migrate import upgrade
+from worker.migrate import upgrade_when_reachable
 from worker.processing import BatchProcessor, DeadLetter
 from worker.resilience import Backoff, CircuitBreaker, StopRequested
 from worker.settings import WorkerSettings
@@ -119,9 +119,12 @@ async def consume(settings: WorkerSettings, processor: BatchProcessor, stop: asy
 
 
 async def run_worker(settings: WorkerSettings, stop: asyncio.Event) -> None:
-    if settings.migrate_on_start:
-        await asyncio.to_thread(upgrade, settings.database_url)
     backoff = Backoff(initial=settings.retry_initial_s, maximum=settings.retry_max_s)
+    if settings.migrate_on_start:
+        try:
+            await upgrade_when_reachable(settings.database_url, backoff=backoff, stop=stop)
+        except StopRequested:
+            return
     facade = FacadeClient(
         base_url=settings.facade_url,
         api_key=settings.predict_api_key.get_secret_value() if settings.predict_api_key else None,

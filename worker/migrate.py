@@ -6,12 +6,16 @@ advisory lock lets a worker and a relay start together without racing on the fir
 
 from __future__ import annotations
 
+import asyncio
 import re
 from pathlib import Path
 from typing import Final
 
 from alembic import command
 from alembic.config import Config
+from sqlalchemy.exc import OperationalError
+
+from worker.resilience import Backoff, TransientError, retry_transient
 
 MIGRATIONS_DIR: Final = Path(__file__).resolve().parent / "migrations"
 VERSION_TABLE: Final = "osml_worker_alembic_version"
@@ -40,3 +44,16 @@ def alembic_config(database_url: str) -> Config:
 def upgrade(database_url: str, revision: str = "head") -> None:
     """Apply migrations up to `revision` (blocking: run it off the event loop)."""
     command.upgrade(alembic_config(database_url), revision)
+
+
+async def upgrade_when_reachable(database_url: str, *, backoff: Backoff, stop: asyncio.Event) -> None:
+    """Apply migrations at a service's start, waiting for the database if it is not reachable yet (a stack starting
+    in any order); off the event loop."""
+
+    async def attempt() -> None:
+        try:
+            await asyncio.to_thread(upgrade, database_url)
+        except OperationalError as exc:
+            raise TransientError(f"database not reachable for migrations: {exc.orig}") from exc
+
+    await retry_transient(attempt, backoff=backoff, what="migrate", stop=stop)

@@ -17,7 +17,7 @@ import psycopg
 from aio_pika.exceptions import CONNECTION_EXCEPTIONS
 
 from worker.amqp import RawChannel, json_properties, publish_confirmed, session
-from worker.migrate import psycopg_url, upgrade
+from worker.migrate import psycopg_url, upgrade_when_reachable
 from worker.resilience import Backoff, StopRequested, TransientError, retry_transient
 from worker.settings import WorkerSettings
 from worker.store import OUTBOX_CHANNEL
@@ -107,9 +107,12 @@ async def _relay_session(settings: WorkerSettings, relay: OutboxRelay, backoff: 
 
 
 async def run_relay(settings: WorkerSettings, stop: asyncio.Event) -> None:
-    if settings.migrate_on_start:
-        await asyncio.to_thread(upgrade, settings.database_url)
     backoff = Backoff(initial=settings.retry_initial_s, maximum=settings.retry_max_s)
+    if settings.migrate_on_start:
+        try:
+            await upgrade_when_reachable(settings.database_url, backoff=backoff, stop=stop)
+        except StopRequested:
+            return
     relay = OutboxRelay(database_url=settings.database_url, batch_size=settings.relay_batch_size)
     attempt = 0
     try:

@@ -29,6 +29,7 @@ import pytest
 from aio_pika.abc import AbstractChannel, AbstractRobustConnection
 
 from tests.conftest_training import FAST_CANDIDATES
+from tests.services import PG_ADMIN_URL
 from tests.support import VENV_BIN, free_port, start_process, stop_process, wait_until
 from training.pipeline import train
 from worker.simulator import generate_orders
@@ -240,6 +241,12 @@ class Pipeline:
         self.procs.append(proc)
         return proc
 
+    def start_relay(self, **extra: str) -> subprocess.Popen[bytes]:
+        log = self.workdir / f"relay-{len(self.procs)}.log"
+        proc = self.start("relay", **extra)
+        wait_until(lambda: "relay connected" in log.read_text(), timeout=60, what=f"relay connected ({log})")
+        return proc
+
     def start_worker(self, **extra: str) -> subprocess.Popen[bytes]:
         proc = self.start("worker", **extra)
         # consuming once its queue has a consumer
@@ -322,11 +329,19 @@ def requested_events(count: int, *, seed: int) -> list[tuple[str, bytes, dict[st
     return [(o.id, o.requested_event(), o.features()) for o in orders]
 
 
-def check_ready_events(pipe: Pipeline, events: list[tuple[str, bytes, dict[str, Any]]]) -> None:
-    """Exactly one READY per order, in the seed's shape, agreeing with the stored row and the facade."""
+def check_ready_events(
+    pipe: Pipeline, events: list[tuple[str, bytes, dict[str, Any]]], *, exactly_once: bool = True
+) -> None:
+    """One READY per order (exactly one, or at least one where a broker failure may force a re-send - the copies
+    then carry the same eventId), in the seed's shape, agreeing with the stored row and the facade."""
     wait_until(lambda: pipe.broker.ready_count(COLLECTOR_QUEUE) >= len(events), timeout=60, what="READY events")
     ready = pipe.ready_events()
-    assert len(ready) == len(events)
+    if exactly_once:
+        assert len(ready) == len(events)
+    else:
+        by_id = {r["eventId"]: r for r in ready}
+        assert all(by_id[r["eventId"]] == r for r in ready)  # a re-sent READY is the same event
+        ready = list(by_id.values())
     version = pipe.facade.active_version()
     assert {r["orderId"] for r in ready} == {order_id for order_id, _, _ in events}
     assert len({r["eventId"] for r in ready}) == len(events)
@@ -359,8 +374,8 @@ def check_ready_events(pipe: Pipeline, events: list[tuple[str, bytes, dict[str, 
 def test_thousand_events_make_thousand_rows_and_thousand_ready_events(pipeline: Pipeline) -> None:
     pipeline.start_worker()
     # two relays side by side: SKIP LOCKED keeps them from sending a row twice
-    pipeline.start("relay")
-    pipeline.start("relay")
+    pipeline.start_relay()
+    pipeline.start_relay()
     events = requested_events(1000, seed=1)
     pipeline.broker.publish([body for _, body, _ in events])
 
@@ -374,7 +389,7 @@ def test_thousand_events_make_thousand_rows_and_thousand_ready_events(pipeline: 
 
 def test_every_event_delivered_twice_still_makes_one_row_and_one_ready_each(pipeline: Pipeline) -> None:
     pipeline.start_worker()
-    pipeline.start("relay")
+    pipeline.start_relay()
     events = requested_events(1000, seed=2)
     bodies = [body for _, body, _ in events]
     # copies side by side (the same batch) and a whole second pass (already stored)
@@ -391,7 +406,7 @@ def test_worker_killed_mid_stream_loses_and_duplicates_nothing(pipeline: Pipelin
     # small batches so that the stream is long enough to be cut in the middle
     small = {"OSML_WORKER_BATCH_SIZE": "20", "OSML_WORKER_PREFETCH": "40"}
     worker = pipeline.start_worker(**small)
-    pipeline.start("relay")
+    pipeline.start_relay()
     events = requested_events(1000, seed=3)
     pipeline.broker.publish([body for _, body, _ in events])
 
@@ -411,7 +426,7 @@ def test_worker_killed_mid_stream_loses_and_duplicates_nothing(pipeline: Pipelin
 
 def test_facade_down_for_ten_seconds_holds_events_until_it_returns(pipeline: Pipeline) -> None:
     worker = pipeline.start_worker()
-    pipeline.start("relay")
+    pipeline.start_relay()
     events = requested_events(1000, seed=4)
     pipeline.broker.publish([body for _, body, _ in events[:300]])
     pipeline.wait_rows(300)
@@ -437,6 +452,73 @@ def test_facade_down_for_ten_seconds_holds_events_until_it_returns(pipeline: Pip
     assert pipeline.broker.ready_count(DEAD_LETTER_QUEUE) == 0
     log = (pipeline.workdir / "worker-0.log").read_text()
     assert "circuit breaker opened" in log
+
+
+def test_database_unreachable_for_a_while_holds_events_until_it_returns(pipeline: Pipeline) -> None:
+    worker = pipeline.start_worker()
+    pipeline.start_relay()
+    events = requested_events(600, seed=7)
+    pipeline.broker.publish([body for _, body, _ in events[:200]])
+    pipeline.wait_rows(200)
+
+    name = pipeline.database_url.rsplit("/", 1)[1]
+    with psycopg.connect(PG_ADMIN_URL, autocommit=True) as admin:
+        # this database only: refuse new connections (superusers included) and cut the open ones
+        admin.execute(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS false')
+        admin.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s", (name,))
+        try:
+            pipeline.broker.publish([body for _, body, _ in events[200:]])
+            wait_until(
+                lambda: "store predictions" in (pipeline.workdir / "worker-0.log").read_text(),
+                timeout=60,
+                what="the worker meeting the database down",
+            )
+            assert worker.poll() is None
+            assert pipeline.broker.ready_count(DEAD_LETTER_QUEUE) == 0
+            assert queue_depth(pipeline.vhost, REQUESTED_QUEUE) == 400  # held, not acked, not dropped
+        finally:
+            admin.execute(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS true')
+
+    pipeline.wait_settled(600)
+    # a relay cut between the broker's confirm and its commit re-sends that claim: at-least-once, same eventIds
+    check_ready_events(pipeline, events, exactly_once=False)
+    assert pipeline.broker.ready_count(DEAD_LETTER_QUEUE) == 0
+
+
+def test_broker_connections_dropped_mid_stream_lose_nothing(pipeline: Pipeline) -> None:
+    small = {"OSML_WORKER_BATCH_SIZE": "20", "OSML_WORKER_PREFETCH": "40", "OSML_RELAY_BATCH_SIZE": "50"}
+    pipeline.start_worker(**small)
+    pipeline.start_relay(**small)
+    events = requested_events(1000, seed=6)
+    pipeline.broker.publish([body for _, body, _ in events[:500]])
+
+    wait_until(lambda: pipeline.rows() >= 100, timeout=DEADLINE_S, what="the stream under way")
+    # as in a broker restart: every connection of the vhost (worker, relay, this test's) is cut
+    subprocess.run(
+        [
+            shutil.which("rabbitmqctl") or "rabbitmqctl",
+            "-q",
+            "close_all_connections",
+            "-p",
+            pipeline.vhost,
+            "test: connections dropped",
+        ],
+        check=True,
+        capture_output=True,
+        timeout=60,
+    )
+    logs = lambda: "".join(p.read_text() for p in pipeline.workdir.glob("*.log"))  # noqa: E731
+    wait_until(lambda: logs().count("broker connection lost, reconnecting") >= 1, timeout=60, what="a reconnection")
+    # the rest of the stream after the cut (this test's own connection reconnects too)
+    wait_until(
+        lambda: pipeline.broker.publish([body for _, body, _ in events[500:]]) is None,
+        timeout=60,
+        what="publishing after the cut",
+    )
+
+    pipeline.wait_settled(1000)
+    check_ready_events(pipeline, events, exactly_once=False)
+    assert pipeline.broker.ready_count(DEAD_LETTER_QUEUE) == 0
 
 
 def _bad_events() -> list[tuple[bytes, str, str]]:
@@ -468,7 +550,7 @@ def _bad_events() -> list[tuple[bytes, str, str]]:
 
 def test_malformed_and_invalid_events_are_dead_lettered_while_the_stream_flows(pipeline: Pipeline) -> None:
     pipeline.start_worker()
-    pipeline.start("relay")
+    pipeline.start_relay()
     good = requested_events(400, seed=5)
     bad = _bad_events()
     # bad events scattered through the stream, and good ones after the last bad one
