@@ -10,7 +10,7 @@ set -eu
 mc alias set osml "${MINIO_URL:-http://minio:9000}" "$MINIO_ROOT_USER" "$MINIO_ROOT_PASSWORD"
 mc mb --ignore-existing "osml/$S3_BUCKET"
 
-policy=$(mktemp)
+policy=/tmp/osml-datasets-read.json
 cat > "$policy" <<JSON
 {
   "Version": "2012-10-17",
