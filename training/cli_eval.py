@@ -47,6 +47,13 @@ def _rows(report: dict[str, float]) -> list[tuple[str, str, str, str, bool | Non
         ("SLA recall", f"{report['recall']:.4f}", f"{report['baseline_recall']:.4f}", "", None),
         ("SLA Brier score", f"{report['brier']:.4f}", f"{report['baseline_brier']:.4f}", "lower is better", None),
         (
+            "SLA expected calibration error (10 bins)",
+            f"{report['calibration_error']:.4f}",
+            f"{report['baseline_calibration_error']:.4f}",
+            "lower is better",
+            None,
+        ),
+        (
             "ETA MAE (minutes)",
             f"{report['mae_minutes']:.0f} ({mae_gain:.1%} below)",
             f"{report['baseline_mae_minutes']:.0f}",

@@ -27,6 +27,16 @@ def choose_threshold(y_true: np.ndarray, proba: np.ndarray) -> float:
     return best
 
 
+def calibration_error(y_true: np.ndarray, proba: np.ndarray, bins: int = 10) -> float:
+    """Expected calibration error over equal-count bins: mean |observed rate - mean predicted|, row-weighted."""
+    order = np.argsort(proba, kind="stable")
+    chunks = np.array_split(order, min(bins, len(order)))
+    return float(
+        sum(len(c) * abs(float(np.mean(y_true[c])) - float(np.mean(proba[c]))) for c in chunks if len(c))
+        / max(len(order), 1)
+    )
+
+
 def classification_metrics(y_true: np.ndarray, proba: np.ndarray, threshold: float) -> dict[str, float]:
     predicted = proba >= threshold
     both_classes = len(np.unique(y_true)) == 2
@@ -36,6 +46,7 @@ def classification_metrics(y_true: np.ndarray, proba: np.ndarray, threshold: flo
         "precision": float(precision_score(y_true, predicted, zero_division=0)),
         "recall": float(recall_score(y_true, predicted, zero_division=0)),
         "brier": float(brier_score_loss(y_true, proba)),
+        "calibration_error": calibration_error(np.asarray(y_true, dtype=float), np.asarray(proba, dtype=float)),
     }
 
 

@@ -22,7 +22,7 @@ from matplotlib.figure import Figure
 from mlflow import MlflowClient
 from mlflow.data.pandas_dataset import from_pandas
 from mlflow.models import ModelSignature
-from mlflow.types.schema import ColSpec, Schema, TensorSpec
+from mlflow.types.schema import AnyType, ColSpec, Schema, TensorSpec
 from threadpoolctl import threadpool_limits
 
 from osml import conventions, registry
@@ -46,7 +46,8 @@ from training.tracking import dataset_source, ensure_experiment, public_ref
 
 Progress = Callable[[float, str], None]
 
-# integer-valued features are declared "long"; the rest "double" (NaN is how a missing number travels)
+# Required integer features are "long". Optional numerics are "Any": JSON gives int64 for 720 and float64 for
+# 720.5 or for a column with gaps, and MLflow refuses int64 -> double; the encoder coerces them to float.
 _LONG_FEATURES = frozenset({"createdHour", "createdDayOfWeek", "hasAssignee"})
 _PIP_REQUIREMENTS = (
     f"mlflow=={mlflow.__version__}",
@@ -84,7 +85,7 @@ def _signature(schema_version: str, output: str) -> ModelSignature:
         ColSpec("string", name, required=name in REQUIRED_FEATURES) for name in categorical
     ]
     inputs += [
-        ColSpec("long" if name in _LONG_FEATURES else "double", name, required=name in REQUIRED_FEATURES)
+        ColSpec("long", name) if name in _LONG_FEATURES else ColSpec(AnyType(), name, required=False)
         for name in numeric
     ]
     return ModelSignature(inputs=Schema(inputs), outputs=Schema([ColSpec("double", output)]))

@@ -6,7 +6,13 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from training.evaluate import choose_threshold, eta_baseline_metrics, regression_metrics, sla_baseline_metrics
+from training.evaluate import (
+    calibration_error,
+    choose_threshold,
+    eta_baseline_metrics,
+    regression_metrics,
+    sla_baseline_metrics,
+)
 from training.split import time_split
 
 pytestmark = pytest.mark.unit
@@ -64,3 +70,11 @@ def test_baselines_are_base_rate_and_median_duration() -> None:
     eta = eta_baseline_metrics(np.array([10.0, 20.0, 1000.0]), np.array([20.0, 30.0]))
     assert eta == regression_metrics(np.array([20.0, 30.0]), np.array([20.0, 20.0]))
     assert eta["mae_minutes"] == 5.0 and eta["median_ae_minutes"] == 5.0
+
+
+def test_calibration_error_is_zero_when_calibrated_and_the_gap_when_shifted() -> None:
+    rng = np.random.default_rng(0)
+    p = rng.random(50_000)
+    y = (rng.random(len(p)) < p).astype(float)
+    assert calibration_error(y, p) < 0.01
+    assert calibration_error(y, np.clip(p + 0.1, 0, 1)) > 0.08
