@@ -180,6 +180,19 @@ def test_the_current_pair_keeps_serving_while_the_registry_is_down(
         mlflow_tracking_server.start()
 
 
+def training_processes(job_id: str) -> list[int]:
+    """Pids of `python -m serving.train_job <job_id>` processes."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        try:
+            cmdline = (entry / "cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if b"serving.train_job" in cmdline and job_id.encode() in cmdline:
+            found.append(int(entry.name))
+    return found
+
+
 def test_a_job_cut_off_by_a_crash_reads_failed_after_a_restart(
     tmp_path: Path, pg_database: str, mlflow_tracking_server: MlflowServer, synthetic_csv: Path
 ) -> None:
@@ -194,8 +207,10 @@ def test_a_job_cut_off_by_a_crash_reads_failed_after_a_restart(
             return str(response.json()["status"])
 
         wait_until(lambda: status() == "running", timeout=120, what="the job to start running")
+        assert training_processes(job_id), "the job runs in its own process"
         os.kill(first.proc.pid, signal.SIGKILL)  # the facade only: its training process must notice and stop
         first.proc.wait(timeout=30)
+        wait_until(lambda: not training_processes(job_id), timeout=30, what="the orphaned training process to exit")
 
     with facade_process(tmp_path, **common) as second:  # type: ignore[arg-type]
 
