@@ -90,7 +90,7 @@ def _xgboost(task: Task, data: TrainingSet) -> FittedCandidate:
     return FittedCandidate(
         "xgboost",
         {**params, "num_boost_round": booster.num_boosted_rounds(), "early_stopping_rounds": 50},
-        XGBoostScorer(booster),
+        XGBoostScorer(booster, sample=data.x_val[:512]),
         importances,
     )
 

@@ -163,7 +163,8 @@ def test_mlproject_entry_point_trains_through_mlflow_run(
         timeout=600,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
-    last = json.loads(proc.stdout.strip().splitlines()[-1])
+    # `mlflow run` may print its own run links after the command's output: take the command's JSON line
+    last = json.loads(next(line for line in reversed(proc.stdout.splitlines()) if line.startswith("{")))
     assert last["modelVersion"] not in before
     assert last["modelVersion"] in {p.model_version for p in registry.list_pairs(client)}
 
