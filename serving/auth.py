@@ -29,17 +29,23 @@ class ApiKeys:
             "admin": tuple(k for k in (admin,) if k),
         }
 
+    def allows(self, provided: bytes | None, scope: Scope) -> bool:
+        if self.disabled:
+            return True
+        if not provided:
+            return False
+        # compare against every accepted key so the time taken does not reveal which one nearly matched
+        matched = False
+        for key in self._accepted[scope]:
+            matched |= secrets.compare_digest(provided, key)
+        return matched
+
     def check(self, provided: str | None, scope: Scope) -> None:
         if self.disabled:
             return
         if not provided:
             raise Unauthenticated("missing X-API-Key header", headers={"WWW-Authenticate": "X-API-Key"})
-        given = provided.encode()
-        # compare against every accepted key so the time taken does not reveal which one nearly matched
-        matched = False
-        for key in self._accepted[scope]:
-            matched |= secrets.compare_digest(given, key)
-        if not matched:
+        if not self.allows(provided.encode(), scope):
             raise Forbidden(f"this API key may not use the {scope} endpoints")
 
 

@@ -42,14 +42,23 @@ class ServingMetrics:
             registry=self.registry,
         )
 
+        self._children: dict[tuple[str, str, int], tuple[Any, Any]] = {}
+
     def set_active(self, model_version: str) -> None:
         self.active.clear()
         self.active.labels(model_version).set(1)
 
     def observe(self, method: str, route: str, status: int, seconds: float) -> None:
-        code = str(status)
-        self.requests.labels(method, route, code).inc()
-        self.latency.labels(method, route, code).observe(seconds)
+        key = (method, route, status)
+        children = self._children.get(key)
+        if children is None:  # label lookups take a lock and build tuples: do them once per series
+            code = str(status)
+            children = self._children[key] = (
+                self.requests.labels(method, route, code),
+                self.latency.labels(method, route, code),
+            )
+        children[0].inc()
+        children[1].observe(seconds)
 
 
 class ObservabilityMiddleware:
