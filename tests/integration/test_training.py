@@ -189,10 +189,15 @@ def test_mlflow_models_serve_answers_the_seed_payload(
             str(port),
         ],
         log=tmp_path / "models-serve.log",
-        env={"MLFLOW_TRACKING_URI": mlflow_tracking_server.url},
+        env=_env(mlflow_tracking_server),  # it execs `uvicorn`: the venv's bin must be on PATH
     )
+
+    def ready() -> bool:
+        assert proc.poll() is None, (tmp_path / "models-serve.log").read_text()[-3000:]
+        return http_ok(f"http://127.0.0.1:{port}/ping")
+
     try:
-        wait_until(lambda: http_ok(f"http://127.0.0.1:{port}/ping"), timeout=120, what="mlflow models serve")
+        wait_until(ready, timeout=120, what="mlflow models serve")
         response = httpx.post(
             f"http://127.0.0.1:{port}/invocations", json={"dataframe_records": [SEED_FEATURES]}, timeout=30
         )
