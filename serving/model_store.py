@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import tempfile
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Final
 
 from mlflow import MlflowClient
 from mlflow.entities.model_registry import ModelVersion
@@ -49,6 +51,28 @@ def check_schema(pair: ModelPair) -> None:
             f"model version {pair.model_version} uses features schema {pair.schema_version or '(none)'!r}; "
             f"this facade serves schemas {sorted(SUPPORTED_SCHEMA_VERSIONS)}"
         )
+
+
+# The seed's example order (§6.2): valid under every features schema.
+SMOKE_FEATURES: Final = {
+    "priority": "HIGH",
+    "category": "TI",
+    "createdHour": 14,
+    "createdDayOfWeek": 2,
+    "hasAssignee": 1,
+    "dueInMinutes": 720,
+}
+
+
+def smoke_test(model: OrderPredictor, model_version: str) -> None:
+    """A pair that cannot answer the seed's example (e.g. pickled against an older runtime) is never swapped in."""
+    try:
+        one = float(model.predict_one(SMOKE_FEATURES))
+        many = model.predict_many([SMOKE_FEATURES])
+    except Exception as exc:
+        raise ModelLoadFailed(f"model version {model_version} fails a smoke prediction: {exc!r}") from exc
+    if not math.isfinite(one) or len(many) != 1:
+        raise ModelLoadFailed(f"model version {model_version} answers the smoke prediction with {one!r}")
 
 
 class RegistryLoader:
@@ -88,6 +112,7 @@ class RegistryLoader:
                     f"model version {pair.model_version} is tagged with features schema {pair.schema_version!r} "
                     f"but its model expects {model.schema_version!r}"
                 )
+            smoke_test(model, pair.model_version)
         return ActivePair(pair.model_version, pair.schema_version, pair.trained_at, sla, eta, pair_key(pair))
 
 

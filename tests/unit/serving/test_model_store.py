@@ -11,7 +11,7 @@ from mlflow.exceptions import MlflowException
 from osml.conventions import ETA_MODEL_NAME, SLA_MODEL_NAME
 from osml.registry import ModelPair
 from serving.errors import ModelLoadFailed, UnsupportedSchema
-from serving.model_store import ActivePair, ModelStore, check_schema
+from serving.model_store import ActivePair, ModelStore, check_schema, smoke_test
 from tests.unit.serving.conftest import active_pair
 
 pytestmark = pytest.mark.unit
@@ -187,3 +187,23 @@ def test_swaps_report_the_new_version(registry: Registry, loader: Loader) -> Non
     registry.production = pair("2026-05-01_001")
     store.refresh()
     assert swapped == ["2026-05-01_001"]
+
+
+class NaNPredictor:
+    schema_version = "2"
+
+    def predict_one(self, features: object) -> float:
+        return float("nan")
+
+    def predict_many(self, rows: list[object]) -> list[float]:
+        return [float("nan")] * len(rows)
+
+
+def test_a_model_that_cannot_predict_is_refused_at_load() -> None:
+    from tests.unit.serving.test_errors import BrokenPredictor
+
+    smoke_test(active_pair("2026-05-01_001").sla, "2026-05-01_001")  # a working model passes
+    with pytest.raises(ModelLoadFailed, match="smoke prediction"):
+        smoke_test(BrokenPredictor(), "2026-05-01_002")
+    with pytest.raises(ModelLoadFailed, match="nan"):
+        smoke_test(NaNPredictor(), "2026-05-01_003")  # type: ignore[arg-type]
