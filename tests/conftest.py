@@ -35,4 +35,5 @@ def mlflow_tracking_server(session_workdir: Path) -> Iterator[services.MlflowSer
     with services.mlflow_server(session_workdir / "mlflow") as server:
         yield server
 
+
 pytest_plugins = ["tests.conftest_training"]
