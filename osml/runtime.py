@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import numpy as np
@@ -235,13 +235,13 @@ class SklearnScorer:
         return np.asarray(self.estimator.predict(rows), dtype=np.float64)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class Calibrator:
     """Score -> probability. Isotonic keeps its step function as (x, y) knots for `np.interp`; Platt is a sigmoid."""
 
     method: Literal["isotonic", "platt"]
-    x: tuple[float, ...] = ()
-    y: tuple[float, ...] = ()
+    x: np.ndarray = field(default_factory=lambda: np.empty(0))
+    y: np.ndarray = field(default_factory=lambda: np.empty(0))
     slope: float = 1.0
     intercept: float = 0.0
 

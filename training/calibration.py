@@ -19,8 +19,8 @@ def fit_calibrator(scores: np.ndarray, y_true: np.ndarray) -> Calibrator:
         iso = IsotonicRegression(y_min=0.0, y_max=1.0, out_of_bounds="clip").fit(scores, y_true)
         return Calibrator(
             "isotonic",
-            x=tuple(float(v) for v in iso.X_thresholds_),
-            y=tuple(float(v) for v in iso.y_thresholds_),
+            x=np.asarray(iso.X_thresholds_, dtype=np.float64),
+            y=np.asarray(iso.y_thresholds_, dtype=np.float64),
         )
     platt = LogisticRegression(C=1e6).fit(scores.reshape(-1, 1), y_true)
     return Calibrator("platt", slope=float(platt.coef_[0, 0]), intercept=float(platt.intercept_[0]))

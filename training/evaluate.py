@@ -28,13 +28,17 @@ def choose_threshold(y_true: np.ndarray, proba: np.ndarray) -> float:
 
 
 def calibration_error(y_true: np.ndarray, proba: np.ndarray, bins: int = 10) -> float:
-    """Expected calibration error over equal-count bins: mean |observed rate - mean predicted|, row-weighted."""
-    order = np.argsort(proba, kind="stable")
-    chunks = np.array_split(order, min(bins, len(order)))
-    return float(
-        sum(len(c) * abs(float(np.mean(y_true[c])) - float(np.mean(proba[c]))) for c in chunks if len(c))
-        / max(len(order), 1)
-    )
+    """Expected calibration error over quantile bins of the prediction: row-weighted |observed - predicted|.
+
+    Equal predictions share a bin, so a constant forecast is judged as one bin (|breach rate - forecast|).
+    """
+    edges = np.unique(np.quantile(proba, np.linspace(0.0, 1.0, bins + 1)))
+    which = np.digitize(proba, edges[1:-1])
+    gaps = [
+        np.sum(which == b) * abs(float(np.mean(y_true[which == b])) - float(np.mean(proba[which == b])))
+        for b in np.unique(which)
+    ]
+    return float(np.sum(gaps) / max(len(proba), 1))
 
 
 def classification_metrics(y_true: np.ndarray, proba: np.ndarray, threshold: float) -> dict[str, float]:

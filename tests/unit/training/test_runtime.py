@@ -183,5 +183,5 @@ def test_small_validation_slices_get_platt_scaling() -> None:
 
 
 def test_calibrator_output_is_clipped_probability() -> None:
-    calibrator = Calibrator("isotonic", x=(0.0, 1.0), y=(0.1, 0.9))
+    calibrator = Calibrator("isotonic", x=np.array([0.0, 1.0]), y=np.array([0.1, 0.9]))
     np.testing.assert_allclose(calibrator(np.array([-5.0, 0.5, 5.0])), [0.1, 0.5, 0.9])

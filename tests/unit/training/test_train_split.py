@@ -78,3 +78,5 @@ def test_calibration_error_is_zero_when_calibrated_and_the_gap_when_shifted() ->
     y = (rng.random(len(p)) < p).astype(float)
     assert calibration_error(y, p) < 0.01
     assert calibration_error(y, np.clip(p + 0.1, 0, 1)) > 0.08
+    constant = np.full(len(y), 0.3)
+    assert calibration_error(y, constant) == pytest.approx(abs(float(y.mean()) - 0.3))
