@@ -7,7 +7,6 @@ Real processes on this machine: the facade (`osml serve`, a pair trained on synt
 
 from __future__ import annotations
 
-import asyncio
 import secrets
 import tempfile
 import time
@@ -15,6 +14,7 @@ from pathlib import Path
 
 from bench.serving import VENV_BIN, Child, ensure_pair, free_port, machine
 from tests.services import fresh_database, fresh_vhost
+from worker.runner import run as run_async
 from worker.simulator import SimulationReport, generate_orders, simulate
 
 TARGET_EVENTS_PER_S = 500.0
@@ -25,11 +25,12 @@ PACED_RATE = 500.0
 
 def _simulate(broker_url: str, *, events: int, rate: float, seed: int) -> SimulationReport:
     orders = generate_orders(events, seed=seed)
-    return asyncio.run(simulate(broker_url=broker_url, orders=orders, rate=rate, timeout_s=120))
+    return run_async(simulate(broker_url=broker_url, orders=orders, rate=rate, timeout_s=120))
 
 
-def run(report: list[str]) -> bool:
-    """Measure, append the events section to `report`, and say whether the target was met."""
+def run(report: list[str], *, tracking_uri: str | None = None) -> bool:
+    """Measure, append the events section to `report`, and say whether the target was met. `tracking_uri`: serve
+    that store's production pair (default: train one into a temporary store)."""
 
     def say(message: str) -> None:
         print(f"[bench events] {message}", flush=True)
@@ -42,7 +43,7 @@ def run(report: list[str]) -> bool:
         fresh_vhost("osml-bench") as broker_url,
     ):
         workdir = Path(tmp)
-        uri = f"sqlite:///{workdir / 'mlflow.db'}"
+        uri = tracking_uri or f"sqlite:///{workdir / 'mlflow.db'}"
         ensure_pair(uri, workdir, say)
         key = secrets.token_urlsafe(16)
         port = free_port()
@@ -75,7 +76,8 @@ def run(report: list[str]) -> bool:
             say("warm-up: 300 events")
             warm = _simulate(broker_url, events=300, rate=0, seed=1)
             if warm.received != warm.published:
-                raise RuntimeError(f"warm-up lost events ({warm.summary()}); logs in {workdir}")
+                tails = "\n".join(f"--- {c.name}\n{c.log.read_text()[-3000:]}" for c in children)
+                raise RuntimeError(f"warm-up lost events ({warm.summary()})\n{tails}")
             say(f"flat out: {FLAT_OUT_EVENTS} events")
             flat = _simulate(broker_url, events=FLAT_OUT_EVENTS, rate=0, seed=2)
             say(flat.summary())
@@ -124,3 +126,14 @@ def run(report: list[str]) -> bool:
         "",
     ]
     return met
+
+
+if __name__ == "__main__":
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="python -m bench.events", description="only the events benchmark")
+    parser.add_argument("--tracking-uri", help="serve this store's production pair (default: train one)")
+    lines: list[str] = []
+    ok = run(lines, tracking_uri=parser.parse_args().tracking_uri)
+    print("\n".join(lines))
+    raise SystemExit(0 if ok else 1)

@@ -5,8 +5,8 @@ from __future__ import annotations
 import argparse
 
 from worker.relay import run_relay
+from worker.runner import run_service
 from worker.settings import WorkerSettings
-from worker.signals import run_service
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
 
 from osml.logs import configure_logging
+from worker.runner import run as run_async
 from worker.settings import WorkerSettings
 from worker.simulator import generate_orders, insert_orders, simulate
 
@@ -26,9 +26,7 @@ def run(args: argparse.Namespace) -> int:
     configure_logging(settings.log_level)
     orders = generate_orders(args.orders, seed=args.seed)
     if args.orders_database_url:
-        asyncio.run(insert_orders(args.orders_database_url, orders))
-    report = asyncio.run(
-        simulate(broker_url=settings.broker_url, orders=orders, rate=args.rate, timeout_s=args.timeout)
-    )
+        run_async(insert_orders(args.orders_database_url, orders))
+    report = run_async(simulate(broker_url=settings.broker_url, orders=orders, rate=args.rate, timeout_s=args.timeout))
     print(report.summary())
     return 0 if report.received == report.published else 1

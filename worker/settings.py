@@ -24,7 +24,7 @@ class WorkerSettings(BaseSettings):
     worker_prefetch: Annotated[int, Field(ge=1, le=65535)] = 400
     worker_batch_size: Annotated[int, Field(ge=1, le=5000)] = 200
     # how long a partial batch waits for more messages before it is processed
-    worker_batch_linger_s: Annotated[float, Field(ge=0)] = 0.05
+    worker_batch_linger_s: Annotated[float, Field(ge=0)] = 0.1
 
     facade_timeout_s: PositiveSeconds = 5.0
     # retries of transient failures (facade 5xx/timeouts/refused, database down): exponential backoff with full
