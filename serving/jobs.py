@@ -52,6 +52,7 @@ class TrainingJobs:
         self._command = tuple(command)
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="osml-train")
         self._children: set[subprocess.Popen[bytes]] = set()
+        self._pending: set[str] = set()  # this instance's queued or running jobs
         self._lock = threading.Lock()
 
     def start(self) -> None:
@@ -80,6 +81,8 @@ class TrainingJobs:
         if candidates is not None:
             config["candidates"] = list(candidates)
         job = self.store.create(dataset_ref=dataset_ref, train_config=config, owner=self.owner)
+        with self._lock:
+            self._pending.add(job.id)
         self._executor.submit(self._run, job.id)
         log.info("training job queued", extra={"jobId": job.id, "datasetRef": dataset_ref})
         return job
@@ -92,10 +95,20 @@ class TrainingJobs:
 
     def maintain(self) -> None:
         """Vouch for this instance's jobs and fail the ones whose owner died (any replica's)."""
-        self.store.heartbeat(self.owner)
+        with self._lock:
+            vouch = bool(self._pending)
+        if vouch:
+            self.store.heartbeat(self.owner)
         self.store.fail_stale(stale_seconds=self._stale_seconds)
 
     def _run(self, job_id: str) -> None:
+        try:
+            self._run_child(job_id)
+        finally:
+            with self._lock:
+                self._pending.discard(job_id)
+
+    def _run_child(self, job_id: str) -> None:
         env = {**os.environ, **self._child_env}
         try:
             child = subprocess.Popen([*self._command, job_id], env=env)
