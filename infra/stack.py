@@ -42,7 +42,7 @@ import aio_pika  # noqa: E402
 import httpx  # noqa: E402
 import psycopg  # noqa: E402
 
-from tests.support import VENV_BIN, free_port, http_ok, start_process, wait_until  # noqa: E402
+from osml.processes import VENV_BIN, free_port, http_ok, start_process, wait_until  # noqa: E402
 from worker.topology import REQUESTED_QUEUE  # noqa: E402
 
 DEFAULT_DIR = REPO_ROOT / ".osml" / "stack"
@@ -199,7 +199,7 @@ READY_TIMEOUT_S = {"s3": 30.0, "mlflow": 90.0, "facade": 60.0, "worker": 60.0, "
 def start(stack: Stack, component: str) -> None:
     """Start one component in its own process group and record it (it may not be ready yet)."""
     command, env = _command_and_env(stack, component)
-    proc = start_process(command, log=stack.log(component), env=env)
+    proc = start_process(command, log=stack.log(component), env=env, cwd=REPO_ROOT)
     stack.processes[component] = Process(pid=proc.pid, started=_start_time(proc.pid), log=str(stack.log(component)))
     stack.save()
 

@@ -1,75 +1,18 @@
-"""Test helpers: polling with a deadline (never sleeps as synchronisation), free ports, process control."""
+"""Test helpers: the process and polling helpers of `osml.processes`, with children started in the repo root."""
 
 from __future__ import annotations
 
-import os
-import signal
-import socket
 import subprocess
-import time
-from collections.abc import Callable
 from pathlib import Path
-from typing import TypeVar
 
-import httpx
-
-T = TypeVar("T")
+from osml import processes
+from osml.processes import VENV_BIN, free_port, http_ok, stop_process, wait_until
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
-VENV_BIN = Path(os.environ.get("VIRTUAL_ENV", REPO_ROOT / ".venv")) / "bin"
 
-
-def wait_until(condition: Callable[[], T], *, timeout: float, interval: float = 0.05, what: str = "") -> T:
-    """Poll `condition` until it returns a truthy value; fail with `what` once `timeout` seconds pass."""
-    deadline = time.monotonic() + timeout
-    last_error: Exception | None = None
-    while True:
-        try:
-            value = condition()
-            if value:
-                return value
-        except Exception as exc:  # the condition may fail until the thing is up
-            last_error = exc
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"timed out after {timeout}s waiting for {what or condition}: {last_error!r}")
-        time.sleep(interval)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def http_ok(url: str) -> bool:
-    try:
-        return httpx.get(url, timeout=2.0).status_code == 200
-    except httpx.HTTPError:
-        return False
+__all__ = ["REPO_ROOT", "VENV_BIN", "free_port", "http_ok", "start_process", "stop_process", "wait_until"]
 
 
 def start_process(args: list[str], *, log: Path, env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
-    """Start a child in its own process group, output to `log`."""
-    log.parent.mkdir(parents=True, exist_ok=True)
-    with log.open("ab") as out:
-        return subprocess.Popen(
-            args,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            env={**os.environ, **(env or {})},
-            cwd=REPO_ROOT,
-            start_new_session=True,
-        )
-
-
-def stop_process(proc: subprocess.Popen[bytes], *, sig: int = signal.SIGTERM, timeout: float = 20) -> None:
-    if proc.poll() is not None:
-        return
-    try:
-        os.killpg(proc.pid, sig)
-        proc.wait(timeout=timeout)
-    except ProcessLookupError:
-        return
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait(timeout=timeout)
+    """Start a child in its own process group from the repo root, output to `log`."""
+    return processes.start_process(args, log=log, env=env, cwd=REPO_ROOT)
