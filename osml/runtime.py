@@ -108,14 +108,13 @@ class CompiledTrees:
 
     `inplace_predict` costs ~0.3 ms of fixed overhead per call; one vectorised step per tree level costs a few
     microseconds. Semantics follow XGBoost: numeric split -> left when x < threshold; categorical split ->
-    right when the category is in the node's set; missing -> the node's default direction. `XGBoostScorer`
-    checks the result against the booster before using it, so a format surprise can cost speed, never accuracy.
+    right when the category is in the node's set; missing -> the node's default direction; the margin is the
+    base margin plus the leaves summed in float32 in tree order, as XGBoost does, so margins agree bit for bit.
+    `XGBoostScorer` checks that agreement before using it, so a format surprise can cost speed, never accuracy.
     """
 
-    def __init__(self, booster: Any, base_margin: float = 0.0) -> None:
+    def __init__(self, booster: Any, base_margin: float) -> None:
         model = json.loads(booster.save_raw("json").decode())
-        objective = json.loads(booster.save_config())["learner"]["objective"]["name"]
-        self.logistic = objective == "binary:logistic"
         trees = model["learner"]["gradient_booster"]["model"]["trees"]
         left, right, feature, threshold, default_left, cat_row, value, roots = [], [], [], [], [], [], [], []
         category_sets: list[list[int]] = []
@@ -132,7 +131,7 @@ class CompiledTrees:
             is_cat = np.asarray(tree["split_type"]) == 1
             conditions = np.asarray(tree["split_conditions"], dtype=np.float32)
             threshold.append(np.where(is_cat, np.float32(np.nan), conditions))  # x < NaN is False
-            value.append(np.where(leaf, conditions.astype(np.float64), 0.0))
+            value.append(np.where(leaf, conditions, np.float32(0.0)))
             default_left.append(np.asarray(tree["default_left"], dtype=bool))
             rows = np.full(n, -1)
             for node, start, size in zip(
@@ -160,7 +159,7 @@ class CompiledTrees:
         self.go_left = go_left
         self.width = width
         self.depth = depth
-        self.base_margin = base_margin
+        self.base_margin = np.array([base_margin], dtype=np.float32)
 
     def margin_one(self, row: np.ndarray) -> float:
         codes = np.clip(np.nan_to_num(row, nan=0.0).astype(np.intp), 0, self.width - 1)
@@ -171,11 +170,8 @@ class CompiledTrees:
             left = (x < self.threshold[node]) | self.go_left[self.cat_row[node], codes[f]]
             left = np.where(np.isnan(x), self.default_left[node], left)
             node = self.children[left.astype(np.intp), node]
-        return float(self.value[node].sum()) + self.base_margin
-
-    def predict_one(self, row: np.ndarray) -> float:
-        margin = self.margin_one(row)
-        return 1.0 / (1.0 + math.exp(-margin)) if self.logistic else margin
+        # cumsum accumulates sequentially (sum() would pair terms up and round differently from XGBoost)
+        return float(np.cumsum(np.concatenate((self.base_margin, self.value[node])), dtype=np.float32)[-1])
 
 
 def _tree_depth(left: np.ndarray, right: np.ndarray) -> int:
@@ -186,29 +182,48 @@ def _tree_depth(left: np.ndarray, right: np.ndarray) -> int:
     return depth
 
 
+# objective -> inverse link from margin to prediction; a base_score is stored on the prediction scale
+_LINKS: dict[str, Callable[[np.ndarray], np.ndarray] | None] = {
+    "binary:logistic": lambda margin: 1.0 / (1.0 + np.exp(-margin)),
+    "reg:squarederror": None,
+    "reg:absoluteerror": None,
+    "reg:pseudohubererror": None,
+}
+
+
 class XGBoostScorer:
-    """Batches through `inplace_predict`; single rows through `CompiledTrees` once it is verified to agree."""
+    """Margins from the booster (batches, `inplace_predict`) or `CompiledTrees` (single rows, once verified to
+    agree exactly), then the objective's inverse link in float64: both paths give the same numbers."""
 
     def __init__(self, booster: Any, sample: np.ndarray | None = None) -> None:
         self.booster = booster
         # one request = one row: threads only add hand-off latency
         self.booster.set_param({"nthread": 1})
+        learner = json.loads(booster.save_config())["learner"]
+        objective = learner["objective"]["name"]
+        if objective not in _LINKS:
+            raise ValueError(f"unsupported XGBoost objective {objective!r}")
+        self.link = _LINKS[objective]
         self.compiled: CompiledTrees | None = None
         if sample is not None and len(sample):
-            self.compiled = self._compile(sample)
+            base_score = np.float32(str(learner["learner_model_param"]["base_score"]).strip("[]"))
+            # XGBoost turns the base score into a margin in float32 arithmetic; so must we, to agree exactly
+            one = np.float32(1.0)
+            base_margin = float(-np.log(one / base_score - one) if self.link is not None else base_score)
+            self.compiled = self._compile(sample, base_margin)
 
-    def _compile(self, sample: np.ndarray) -> CompiledTrees | None:
-        compiled = CompiledTrees(self.booster)
-        margins = np.asarray(self.booster.inplace_predict(sample, predict_type="margin"), dtype=np.float64)
-        compiled.base_margin = float(margins[0] - compiled.margin_one(sample[0]))
-        mine = np.array([compiled.margin_one(row) for row in sample])
-        # XGBoost sums leaves in float32: allow its rounding (1e-4 on a margin is < 3e-5 in probability)
-        return compiled if np.allclose(mine, margins, rtol=1e-5, atol=1e-4) else None
+    def _compile(self, sample: np.ndarray, base_margin: float) -> CompiledTrees | None:
+        compiled = CompiledTrees(self.booster, base_margin)
+        margins = np.asarray(self.booster.inplace_predict(sample, predict_type="margin"), dtype=np.float32)
+        mine = np.array([compiled.margin_one(row) for row in sample], dtype=np.float32)
+        return compiled if np.array_equal(mine, margins) else None
 
     def __call__(self, rows: np.ndarray) -> np.ndarray:
         if self.compiled is not None and rows.shape[0] == 1:
-            return np.array([self.compiled.predict_one(rows[0])])
-        return np.asarray(self.booster.inplace_predict(rows), dtype=np.float64)
+            margins = np.array([self.compiled.margin_one(rows[0])])
+        else:
+            margins = np.asarray(self.booster.inplace_predict(rows, predict_type="margin"), dtype=np.float64)
+        return margins if self.link is None else self.link(margins)
 
 
 class SklearnScorer:
