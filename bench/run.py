@@ -1,14 +1,12 @@
-"""`make bench`: the serving benchmark, then the events benchmark (bench/events.py) when that module exists;
-prints the report and writes it to docs/benchmarks.md. Exits 1 when a target is missed."""
+"""`make bench`: the serving benchmark, then the events benchmark (bench/events.py); prints the report and
+writes it to docs/benchmarks.md. Exits 1 when a target is missed."""
 
 from __future__ import annotations
 
 import argparse
-import importlib
-import importlib.util
 from pathlib import Path
 
-from bench import serving
+from bench import events, serving
 
 DOC = Path(__file__).resolve().parent.parent / "docs" / "benchmarks.md"
 
@@ -24,10 +22,7 @@ def main(argv: list[str] | None = None) -> int:
 
     report = ["# Benchmarks", "", "Produced by `make bench` (`python -m bench.run`); numbers from one run.", ""]
     ok = serving.run(report, seconds=args.seconds, tracking_uri=args.tracking_uri)
-    if importlib.util.find_spec("bench.events") is not None:
-        events = importlib.import_module("bench.events")
-        events_ok = events.run(report)
-        ok = ok and events_ok is not False
+    ok = events.run(report) and ok
     text = "\n".join(report).rstrip() + "\n"
     print(text)
     if not args.no_write:
