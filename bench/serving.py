@@ -28,17 +28,9 @@ import httpx
 import orjson
 
 from osml.conventions import SLA_MODEL_NAME
+from osml.schema import SEED_EXAMPLE_FEATURES, SEED_EXAMPLE_PREDICT_BODY
 
 VENV_BIN = Path(sys.executable).parent
-SEED_FEATURES = {
-    "priority": "HIGH",
-    "category": "TI",
-    "createdHour": 14,
-    "createdDayOfWeek": 2,
-    "hasAssignee": 1,
-    "dueInMinutes": 720,
-}
-SEED_BODY = {"requestId": "uuid", "orderId": "uuid", "features": SEED_FEATURES}
 BATCH_ROWS = 10_000
 
 TARGET_RATIO = 5.0
@@ -275,10 +267,14 @@ def run(report: list[str], *, seconds: float = 15.0, tracking_uri: str | None = 
             facade_url = f"http://127.0.0.1:{facade_port}/predict"
             mlflow_url = f"http://127.0.0.1:{mlflow_port}/invocations"
             facade_lua = lua_script(
-                workdir / "facade.lua", SEED_BODY, {"Content-Type": "application/json", "X-API-Key": key}
+                workdir / "facade.lua",
+                SEED_EXAMPLE_PREDICT_BODY,
+                {"Content-Type": "application/json", "X-API-Key": key},
             )
             mlflow_lua = lua_script(
-                workdir / "mlflow.lua", {"dataframe_records": [SEED_FEATURES]}, {"Content-Type": "application/json"}
+                workdir / "mlflow.lua",
+                {"dataframe_records": [SEED_EXAMPLE_FEATURES]},
+                {"Content-Type": "application/json"},
             )
             loads: dict[tuple[str, int], Load] = {}
             for name, url, script in (("facade", facade_url, facade_lua), ("mlflow", mlflow_url, mlflow_lua)):

@@ -10,7 +10,7 @@ A model records the schema version it was trained on; serving refuses a version 
 from __future__ import annotations
 
 from enum import StrEnum
-from typing import Annotated, Final
+from typing import Annotated, Any, Final
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -73,6 +73,22 @@ SCHEMAS: Final[dict[str, tuple[tuple[str, ...], tuple[str, ...]]]] = {
 CURRENT_SCHEMA_VERSION: Final = "3"
 SUPPORTED_SCHEMA_VERSIONS: Final = frozenset(SCHEMAS)
 REQUIRED_FEATURES: Final = ("priority", "category", "createdHour", "createdDayOfWeek", "hasAssignee")
+
+
+# The seed's example order (§6.2), valid under every schema: OpenAPI examples, smoke tests, the printed curl, bench.
+SEED_EXAMPLE_FEATURES: Final[dict[str, Any]] = {
+    "priority": "HIGH",
+    "category": "TI",
+    "createdHour": 14,
+    "createdDayOfWeek": 2,
+    "hasAssignee": 1,
+    "dueInMinutes": 720,
+}
+SEED_EXAMPLE_PREDICT_BODY: Final[dict[str, Any]] = {
+    "requestId": "uuid",
+    "orderId": "uuid",
+    "features": SEED_EXAMPLE_FEATURES,
+}
 
 
 def feature_columns(schema_version: str) -> tuple[str, ...]:

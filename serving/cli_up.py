@@ -23,23 +23,10 @@ from mlflow import MlflowClient
 from osml import registry
 from osml.conventions import EMBEDDED_DIR, embedded_artifact_root, tracking_uri
 from osml.logs import configure_logging
-from osml.schema import SUPPORTED_SCHEMA_VERSIONS
+from osml.schema import SEED_EXAMPLE_PREDICT_BODY, SUPPORTED_SCHEMA_VERSIONS
 from serving.cli_serve import bounded_registry_calls, serve
 from serving.settings import ServingSettings
 from training.tracking import sqlite_artifact_root
-
-SEED_PREDICT_BODY = {
-    "requestId": "uuid",
-    "orderId": "uuid",
-    "features": {
-        "priority": "HIGH",
-        "category": "TI",
-        "createdHour": 14,
-        "createdDayOfWeek": 2,
-        "hasAssignee": 1,
-        "dueInMinutes": 720,
-    },
-}
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -135,7 +122,7 @@ def banner(settings: ServingSettings, *, model_version: str, ui_url: str | None)
     facade = f"http://{settings.host}:{settings.port}"
     key = settings.predict_api_key.get_secret_value() if settings.predict_api_key else None
     headers = "-H 'Content-Type: application/json'" + (f" -H 'X-API-Key: {key}'" if key else "")
-    body = shlex.quote(json.dumps(SEED_PREDICT_BODY))
+    body = shlex.quote(json.dumps(SEED_EXAMPLE_PREDICT_BODY))
     lines = [
         "",
         "osml is starting",

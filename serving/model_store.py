@@ -16,14 +16,13 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Final
 
 from mlflow import MlflowClient
 from mlflow.entities.model_registry import ModelVersion
 
 from osml.predictor import OrderPredictor
 from osml.registry import ModelPair
-from osml.schema import SUPPORTED_SCHEMA_VERSIONS
+from osml.schema import SEED_EXAMPLE_FEATURES, SUPPORTED_SCHEMA_VERSIONS
 from serving.errors import ModelLoadFailed, UnsupportedSchema
 
 log = logging.getLogger("osml.serving.models")
@@ -53,22 +52,11 @@ def check_schema(pair: ModelPair) -> None:
         )
 
 
-# The seed's example order (§6.2): valid under every features schema.
-SMOKE_FEATURES: Final = {
-    "priority": "HIGH",
-    "category": "TI",
-    "createdHour": 14,
-    "createdDayOfWeek": 2,
-    "hasAssignee": 1,
-    "dueInMinutes": 720,
-}
-
-
 def smoke_test(model: OrderPredictor, model_version: str) -> None:
     """A pair that cannot answer the seed's example (e.g. pickled against an older runtime) is never swapped in."""
     try:
-        one = float(model.predict_one(SMOKE_FEATURES))
-        many = model.predict_many([SMOKE_FEATURES])
+        one = float(model.predict_one(SEED_EXAMPLE_FEATURES))
+        many = model.predict_many([SEED_EXAMPLE_FEATURES])
     except Exception as exc:
         raise ModelLoadFailed(f"model version {model_version} fails a smoke prediction: {exc!r}") from exc
     if not math.isfinite(one) or len(many) != 1:

@@ -7,31 +7,14 @@ from typing import Annotated, Any, Literal, NotRequired, get_args, get_origin
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
 from typing_extensions import TypedDict  # pydantic needs this one on Python < 3.12
 
-from osml.schema import Features
+from osml.schema import SEED_EXAMPLE_PREDICT_BODY, Features
 
 Identifier = Annotated[str, Field(min_length=1, max_length=200)]
 MAX_BATCH_ITEMS = 100_000
 
 
 class PredictRequest(BaseModel):
-    model_config = ConfigDict(
-        json_schema_extra={
-            "examples": [
-                {
-                    "requestId": "uuid",
-                    "orderId": "uuid",
-                    "features": {
-                        "priority": "HIGH",
-                        "category": "TI",
-                        "createdHour": 14,
-                        "createdDayOfWeek": 2,
-                        "hasAssignee": 1,
-                        "dueInMinutes": 720,
-                    },
-                }
-            ]
-        }
-    )
+    model_config = ConfigDict(json_schema_extra={"examples": [SEED_EXAMPLE_PREDICT_BODY]})
 
     requestId: Identifier
     orderId: Identifier
