@@ -8,7 +8,10 @@ a small machine. A lost connection ends a session; the caller reconnects (no hid
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any, Final
@@ -16,8 +19,10 @@ from typing import Any, Final
 import aio_pika
 import aiormq.abc
 from aio_pika.abc import AbstractChannel, AbstractConnection
+from aio_pika.exceptions import CONNECTION_EXCEPTIONS
 from pamqp import commands as spec
 
+from worker.resilience import Backoff, StopRequested
 from worker.topology import Topology, declare
 
 PERSISTENT: Final = 2
@@ -83,3 +88,24 @@ async def publish_confirmed(
         raise PublishNotConfirmed(f"no confirm within {PUBLISH_TIMEOUT_S}s") from exc
     if not isinstance(confirmation, spec.Basic.Ack):
         raise PublishNotConfirmed(f"broker answered {confirmation!r}")
+
+
+async def reconnecting(
+    run_session: Callable[[], Awaitable[None]], *, backoff: Backoff, stop: asyncio.Event, log: logging.Logger
+) -> None:
+    """Run broker sessions until `stop`: a lost connection is retried with backoff (unacked messages go back to
+    the queue and are recognised when they return); a clean session end resets the backoff."""
+    attempt = 0
+    while not stop.is_set():
+        try:
+            await run_session()
+        except StopRequested:
+            return
+        except CONNECTION_EXCEPTIONS as exc:
+            wait = backoff.delay(attempt)
+            attempt += 1
+            log.warning("broker connection lost, reconnecting", extra={"error": repr(exc), "retryIn": wait})
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), timeout=wait)
+        else:
+            attempt = 0

@@ -8,9 +8,7 @@ import contextlib
 import logging
 from typing import Final
 
-from aio_pika.exceptions import CONNECTION_EXCEPTIONS
-
-from worker.amqp import Delivery, RawChannel, json_properties, publish_confirmed, session
+from worker.amqp import Delivery, RawChannel, json_properties, publish_confirmed, reconnecting, session
 from worker.facade_client import FacadeClient
 from worker.migrate import upgrade_when_reachable
 from worker.processing import BatchProcessor, DeadLetter
@@ -133,22 +131,10 @@ async def run_worker(settings: WorkerSettings, stop: asyncio.Event) -> None:
     )
     store = PredictionStore(settings.database_url)
     processor = BatchProcessor(facade=facade, store=store, backoff=backoff, stop=stop)
-    attempt = 0
     try:
-        while not stop.is_set():
-            try:
-                await consume(settings, processor, stop)
-            except StopRequested:
-                break  # messages in hand stay unacked: the broker redelivers them
-            except CONNECTION_EXCEPTIONS as exc:
-                # unacked messages go back to the queue; the store skips any already saved when they return
-                wait = backoff.delay(attempt)
-                attempt += 1
-                log.warning("broker connection lost, reconnecting", extra={"error": repr(exc), "retryIn": wait})
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(stop.wait(), timeout=wait)
-            else:
-                attempt = 0
+        # on stop or a lost connection, messages in hand stay unacked: the broker redelivers them and the store
+        # skips any already saved
+        await reconnecting(lambda: consume(settings, processor, stop), backoff=backoff, stop=stop, log=log)
     finally:
         await facade.aclose()
         await store.close()

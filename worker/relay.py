@@ -9,14 +9,12 @@ A lost broker connection rolls the claim back and the relay reconnects (e.g. acr
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from typing import Any, Final
 
 import psycopg
-from aio_pika.exceptions import CONNECTION_EXCEPTIONS
 
-from worker.amqp import RawChannel, json_properties, publish_confirmed, session
+from worker.amqp import RawChannel, json_properties, publish_confirmed, reconnecting, session
 from worker.migrate import psycopg_url, upgrade_when_reachable
 from worker.resilience import Backoff, StopRequested, TransientError, retry_transient
 from worker.settings import WorkerSettings
@@ -114,19 +112,8 @@ async def run_relay(settings: WorkerSettings, stop: asyncio.Event) -> None:
         except StopRequested:
             return
     relay = OutboxRelay(database_url=settings.database_url, batch_size=settings.relay_batch_size)
-    attempt = 0
     try:
-        while not stop.is_set():
-            try:
-                await _relay_session(settings, relay, backoff, stop)
-            except StopRequested:
-                break
-            except CONNECTION_EXCEPTIONS as exc:
-                wait = backoff.delay(attempt)
-                attempt += 1
-                log.warning("broker connection lost, reconnecting", extra={"error": repr(exc), "retryIn": wait})
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(stop.wait(), timeout=wait)
+        await reconnecting(lambda: _relay_session(settings, relay, backoff, stop), backoff=backoff, stop=stop, log=log)
     finally:
         await relay.close()
         log.info("relay stopped")
