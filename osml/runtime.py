@@ -104,77 +104,76 @@ Scorer = Callable[[np.ndarray], np.ndarray]
 
 
 class CompiledTrees:
-    """An XGBoost tree ensemble as flat numpy arrays, evaluated for ONE row by walking every tree at once.
+    """An XGBoost tree ensemble compiled to one Python function that evaluates ONE row.
 
-    `inplace_predict` costs ~0.3 ms of fixed overhead per call; one vectorised step per tree level costs a few
-    microseconds. Semantics follow XGBoost: numeric split -> left when x < threshold; categorical split ->
-    right when the category is in the node's set; missing -> the node's default direction; the margin is the
-    base margin plus the leaves summed in float32 in tree order, as XGBoost does, so margins agree bit for bit.
-    `XGBoostScorer` checks that agreement before using it, so a format surprise can cost speed, never accuracy.
+    `inplace_predict` costs ~0.3 ms of fixed overhead per call, and a vectorised numpy walk ~0.1 ms in
+    per-operation overhead; a compiled comparison costs ~25 ns per split. Semantics follow XGBoost: numeric split
+    -> left when x < threshold; categorical split -> right when the integer category is in the node's set (a
+    negative or unseen category is in no set); missing -> the node's default direction; the margin is the base
+    margin plus the leaves summed in float32 in tree order, so margins agree bit for bit. `XGBoostScorer` checks
+    that agreement before using it, so a format surprise can cost speed, never accuracy. The generated source
+    holds only numbers read from the booster.
     """
+
+    # Beyond these the source (and its compile time) outgrows the gain; such models take `inplace_predict`.
+    MAX_NODES = 200_000
+    MAX_DEPTH = 48
 
     def __init__(self, booster: Any, base_margin: float) -> None:
         model = json.loads(booster.save_raw("json").decode())
         trees = model["learner"]["gradient_booster"]["model"]["trees"]
-        left, right, feature, threshold, default_left, cat_row, value, roots = [], [], [], [], [], [], [], []
-        category_sets: list[list[int]] = []
-        offset, depth = 0, 1
-        for tree in trees:
-            lc, rc = np.asarray(tree["left_children"]), np.asarray(tree["right_children"])
-            n = len(lc)
-            own = np.arange(n) + offset
-            leaf = lc == -1
-            roots.append(offset)
-            left.append(np.where(leaf, own, lc + offset))  # a leaf points at itself: extra steps stay put
-            right.append(np.where(leaf, own, rc + offset))
-            feature.append(np.asarray(tree["split_indices"]))
-            is_cat = np.asarray(tree["split_type"]) == 1
-            conditions = np.asarray(tree["split_conditions"], dtype=np.float32)
-            threshold.append(np.where(is_cat, np.float32(np.nan), conditions))  # x < NaN is False
-            value.append(np.where(leaf, conditions, np.float32(0.0)))
-            default_left.append(np.asarray(tree["default_left"], dtype=bool))
-            rows = np.full(n, -1)
-            for node, start, size in zip(
-                tree["categories_nodes"], tree["categories_segments"], tree["categories_sizes"], strict=True
-            ):
-                rows[node] = len(category_sets)
-                category_sets.append(tree["categories"][start : start + size])
-            cat_row.append(rows)
-            depth = max(depth, _tree_depth(lc, rc))
-            offset += n
-        width = 2 + max((max(c) for c in category_sets if c), default=0)
-        # go_left[row, code] of categorical nodes; the extra last row (all False) serves numeric nodes (row -1)
-        go_left = np.ones((len(category_sets) + 1, width), dtype=bool)
-        go_left[-1] = False
-        go_left[:-1, -1] = True  # codes beyond every set: not in the set -> left
-        for i, categories in enumerate(category_sets):
-            go_left[i, categories] = False
-        self.children = np.stack([np.concatenate(right), np.concatenate(left)])
-        self.feature = np.concatenate(feature)
-        self.threshold = np.concatenate(threshold)
-        self.default_left = np.concatenate(default_left)
-        self.cat_row = np.concatenate(cat_row)
-        self.value = np.concatenate(value)
-        self.roots = np.asarray(roots)
-        self.go_left = go_left
-        self.width = width
-        self.depth = depth
-        self.base_margin = np.array([base_margin], dtype=np.float32)
+        n_nodes = sum(len(tree["left_children"]) for tree in trees)
+        depth = max((_tree_depth(tree["left_children"], tree["right_children"]) for tree in trees), default=1)
+        if n_nodes > self.MAX_NODES or depth > self.MAX_DEPTH:
+            raise ValueError(f"{len(trees)} trees, {n_nodes} nodes, depth {depth}: too large to compile")
+        n_features = int(model["learner"]["learner_model_param"]["num_feature"])
+        categorical: set[int] = set()
+        expressions = [_tree_expression(tree, categorical) for tree in trees]
+        width = 1 + max((max(tree["categories"]) for tree in trees if tree["categories"]), default=0)
+        lines = [f"def leaves({', '.join(f'x{i}' for i in range(n_features))}):"]
+        # the integer code of each categorical argument; NaN and codes outside [0, width) are in no set
+        lines += [f"    c{f} = int(x{f}) if 0.0 <= x{f} < {width} else -1" for f in sorted(categorical)]
+        lines.append(f"    return ({''.join(e + ', ' for e in expressions)})")
+        namespace: dict[str, Any] = {}
+        exec(compile("\n".join(lines), "<osml compiled trees>", "exec"), namespace)  # the source: numbers only
+        self._leaves: Callable[..., tuple[float, ...]] = namespace["leaves"]
+        self.base_margin = float(np.float32(base_margin))
 
     def margin_one(self, row: np.ndarray) -> float:
-        codes = np.clip(np.nan_to_num(row, nan=0.0).astype(np.intp), 0, self.width - 1)
-        node = self.roots
-        for _ in range(self.depth):
-            f = self.feature[node]
-            x = row[f]
-            left = (x < self.threshold[node]) | self.go_left[self.cat_row[node], codes[f]]
-            left = np.where(np.isnan(x), self.default_left[node], left)
-            node = self.children[left.astype(np.intp), node]
+        values = np.array((self.base_margin, *self._leaves(*row.tolist())), dtype=np.float32)
         # cumsum accumulates sequentially (sum() would pair terms up and round differently from XGBoost)
-        return float(np.cumsum(np.concatenate((self.base_margin, self.value[node])), dtype=np.float32)[-1])
+        return float(np.cumsum(values, dtype=np.float32)[-1])
 
 
-def _tree_depth(left: np.ndarray, right: np.ndarray) -> int:
+def _tree_expression(tree: dict[str, Any], categorical: set[int]) -> str:
+    """One tree as nested conditional expressions over the arguments x<f> (and the codes c<f>)."""
+    left, right = tree["left_children"], tree["right_children"]
+    feature, condition, default_left = tree["split_indices"], tree["split_conditions"], tree["default_left"]
+    sets = {
+        node: tree["categories"][start : start + size]
+        for node, start, size in zip(
+            tree["categories_nodes"], tree["categories_segments"], tree["categories_sizes"], strict=True
+        )
+    }
+
+    def expression(node: int) -> str:
+        if left[node] == -1:
+            return repr(float(np.float32(condition[node])))  # float32 leaf values are exact as Python floats
+        f = feature[node]
+        if tree["split_type"][node] == 1:
+            categorical.add(f)
+            members = sets.get(node)
+            goes_left = f"c{f} not in {{{', '.join(map(str, members))}}}" if members else "True"
+        else:
+            goes_left = f"x{f} < {float(np.float32(condition[node]))!r}"  # NaN < t is False
+        # NaN is the one value unequal to itself
+        test = f"(x{f} != x{f} or {goes_left})" if default_left[node] else f"(x{f} == x{f} and {goes_left})"
+        return f"({expression(left[node])} if {test} else {expression(right[node])})"
+
+    return expression(0)
+
+
+def _tree_depth(left: Sequence[int], right: Sequence[int]) -> int:
     depth, frontier = 0, [0]
     while frontier:
         depth += 1
@@ -192,28 +191,47 @@ _LINKS: dict[str, Callable[[np.ndarray], np.ndarray] | None] = {
 
 
 class XGBoostScorer:
-    """Margins from the booster (batches, `inplace_predict`) or `CompiledTrees` (single rows, once verified to
-    agree exactly), then the objective's inverse link in float64: both paths give the same numbers."""
+    """Margins from the booster (batches, `inplace_predict`) or `CompiledTrees` (single rows, once verified on
+    `sample` to agree exactly), then the objective's inverse link in float64: both paths give the same numbers.
+
+    Only the booster and the sample are pickled; everything else is rebuilt at load, so a model keeps loading
+    (and runs the current single-row code) after this module changes.
+    """
 
     def __init__(self, booster: Any, sample: np.ndarray | None = None) -> None:
         self.booster = booster
+        self.sample = None if sample is None or not len(sample) else np.asarray(sample, dtype=np.float32)
+        self._prepare()
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {"booster": self.booster, "sample": self.sample}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.booster = state["booster"]
+        self.sample = state.get("sample")  # absent from models pickled before 2026-11-27: batch path only
+        self._prepare()
+
+    def _prepare(self) -> None:
         # one request = one row: threads only add hand-off latency
         self.booster.set_param({"nthread": 1})
-        learner = json.loads(booster.save_config())["learner"]
+        learner = json.loads(self.booster.save_config())["learner"]
         objective = learner["objective"]["name"]
         if objective not in _LINKS:
             raise ValueError(f"unsupported XGBoost objective {objective!r}")
         self.link = _LINKS[objective]
         self.compiled: CompiledTrees | None = None
-        if sample is not None and len(sample):
+        if self.sample is not None:
             base_score = np.float32(str(learner["learner_model_param"]["base_score"]).strip("[]"))
             # XGBoost turns the base score into a margin in float32 arithmetic; so must we, to agree exactly
             one = np.float32(1.0)
             base_margin = float(-np.log(one / base_score - one) if self.link is not None else base_score)
-            self.compiled = self._compile(sample, base_margin)
+            self.compiled = self._compile(self.sample, base_margin)
 
     def _compile(self, sample: np.ndarray, base_margin: float) -> CompiledTrees | None:
-        compiled = CompiledTrees(self.booster, base_margin)
+        try:
+            compiled = CompiledTrees(self.booster, base_margin)
+        except ValueError:  # too large to compile: every row takes the booster
+            return None
         margins = np.asarray(self.booster.inplace_predict(sample, predict_type="margin"), dtype=np.float32)
         mine = np.array([compiled.margin_one(row) for row in sample], dtype=np.float32)
         return compiled if np.array_equal(mine, margins) else None

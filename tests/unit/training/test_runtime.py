@@ -11,7 +11,15 @@ import pytest
 import xgboost as xgb
 
 from osml.predictor import OrderPredictor
-from osml.runtime import UNKNOWN_CODE, Calibrator, EtaMinutesModel, FeatureEncoder, SlaRiskModel, XGBoostScorer
+from osml.runtime import (
+    UNKNOWN_CODE,
+    Calibrator,
+    CompiledTrees,
+    EtaMinutesModel,
+    FeatureEncoder,
+    SlaRiskModel,
+    XGBoostScorer,
+)
 from osml.schema import Features, Priority
 from training.calibration import fit_calibrator
 from training.candidates import CANDIDATES, TrainingSet
@@ -141,8 +149,7 @@ def test_empty_batches_give_empty_arrays(sla_model: SlaRiskModel) -> None:
     assert sla_model.predict(None, pd.DataFrame()).shape == (0,)
 
 
-@pytest.mark.parametrize("objective", ["binary:logistic", "reg:absoluteerror"])
-def test_compiled_trees_match_xgboost_on_unknown_codes_and_missing_values(objective: str) -> None:
+def _categorical_booster(objective: str) -> tuple[xgb.Booster, np.ndarray]:
     rng = np.random.default_rng(0)
     n = 4000
     x = np.column_stack([rng.integers(0, 40, n), rng.integers(0, 150, n), rng.normal(size=(n, 3))]).astype(np.float32)
@@ -150,14 +157,51 @@ def test_compiled_trees_match_xgboost_on_unknown_codes_and_missing_values(object
     y = ((x[:, 0] % 3 == 0) | (x[:, 2] > 0.5) | (x[:, 1] % 7 == 1)).astype(float)
     dtrain = xgb.DMatrix(x, label=y, feature_types=["c", "c", "q", "q", "q"], enable_categorical=True)
     params = {"objective": objective, "max_depth": 4, "max_cat_to_onehot": 1, "max_cat_threshold": 16}
-    booster = xgb.train(params, dtrain, num_boost_round=200)
-    scorer = XGBoostScorer(booster, sample=x[:300])
-    assert scorer.compiled is not None
+    return xgb.train(params, dtrain, num_boost_round=200), x
+
+
+def _odd_rows(x: np.ndarray) -> np.ndarray:
     probe = x[300:900].copy()
     probe[::13, 1] = 999  # a code no split has seen
-    single = np.array([scorer(probe[i : i + 1])[0] for i in range(len(probe))])
+    probe[::17, 0] = -3  # a negative code: in no set
+    probe[::19, 1] = 2.7  # not an integer: XGBoost truncates
+    probe[::29, 0] = 1e20
+    probe[::23, 3] = np.inf
+    return probe
+
+
+def _single_rows(scorer: XGBoostScorer, rows: np.ndarray) -> np.ndarray:
+    return np.array([scorer(rows[i : i + 1])[0] for i in range(len(rows))])
+
+
+@pytest.mark.parametrize("objective", ["binary:logistic", "reg:absoluteerror"])
+def test_compiled_trees_match_xgboost_on_unknown_codes_and_missing_values(objective: str) -> None:
+    booster, x = _categorical_booster(objective)
+    scorer = XGBoostScorer(booster, sample=x[:300])
+    assert scorer.compiled is not None
+    probe = _odd_rows(x)
+    single = _single_rows(scorer, probe)
     np.testing.assert_array_equal(single, scorer(probe))
     np.testing.assert_allclose(single, booster.inplace_predict(probe), rtol=1e-6, atol=1e-7)
+
+
+def test_a_pickled_scorer_keeps_only_booster_and_sample_and_compiles_again() -> None:
+    booster, x = _categorical_booster("binary:logistic")
+    scorer = XGBoostScorer(booster, sample=x[:300])
+    restored = cloudpickle.loads(cloudpickle.dumps(scorer))  # as MLflow pickles python models
+    assert set(scorer.__getstate__()) == {"booster", "sample"}
+    assert restored.compiled is not None
+    probe = _odd_rows(x)
+    np.testing.assert_array_equal(_single_rows(restored, probe), _single_rows(scorer, probe))
+
+
+def test_ensembles_too_large_to_compile_take_the_booster(monkeypatch: pytest.MonkeyPatch) -> None:
+    booster, x = _categorical_booster("reg:absoluteerror")
+    monkeypatch.setattr(CompiledTrees, "MAX_NODES", 100)
+    scorer = XGBoostScorer(booster, sample=x[:300])
+    assert scorer.compiled is None
+    probe = _odd_rows(x)
+    np.testing.assert_array_equal(_single_rows(scorer, probe), scorer(probe))
 
 
 def test_isotonic_calibration_recovers_true_probabilities() -> None:
