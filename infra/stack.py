@@ -83,6 +83,7 @@ class Stack:
     broker_url: str
     predict_api_key: str
     admin_api_key: str
+    webhook_secret: str
     processes: dict[str, Process] = field(default_factory=dict)
     model_version: str | None = None
 
@@ -144,6 +145,9 @@ def _command_and_env(stack: Stack, component: str) -> tuple[list[str], dict[str,
             "MLFLOW_HOST": "127.0.0.1",
             "MLFLOW_PORT": str(_port(stack.mlflow_url)),
             "MLFLOW_WORKERS": "1",  # two shared cores on this machine
+            # its registry webhook calls the facade over plain HTTP on loopback
+            "MLFLOW_WEBHOOK_ALLOW_PRIVATE_IPS": "true",
+            "MLFLOW_WEBHOOK_ALLOWED_SCHEMES": "http,https",
         }
     if component == "facade":
         return [osml, "serve"], {
@@ -156,6 +160,8 @@ def _command_and_env(stack: Stack, component: str) -> tuple[list[str], dict[str,
             "OSML_ADMIN_API_KEY": stack.admin_api_key,
             "OSML_DATABASE_URL": stack.database_url,
             "MLFLOW_TRACKING_URI": stack.mlflow_url,
+            "OSML_WEBHOOK_URL": f"{stack.facade_url}/models/webhook",
+            "OSML_WEBHOOK_SECRET": stack.webhook_secret,
         }
     if component == "worker":
         return [osml, "worker"], {
@@ -268,6 +274,7 @@ def new_stack(
         broker_url=f"amqp://guest:guest@{AMQP_HOST}/{vhost}",
         predict_api_key=secrets.token_urlsafe(24),
         admin_api_key=secrets.token_urlsafe(24),
+        webhook_secret=secrets.token_urlsafe(24),
     )
 
 

@@ -28,6 +28,12 @@ class JsonFormatter(logging.Formatter):
 
 def configure_logging(level: str = "INFO") -> None:
     """Route every logger to stderr as JSON lines. Idempotent."""
+    # The JSON lines never carry the caller's frame, thread or process: skip collecting them for every record
+    # (the logging HOWTO's "Optimization" settings; ~10 us of a facade request's log line)
+    logging._srcfile = None
+    logging.logThreads = False
+    logging.logProcesses = False
+    logging.logMultiprocessing = False
     root = logging.getLogger()
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(JsonFormatter())

@@ -16,6 +16,7 @@ from fastapi import FastAPI
 from mlflow import MlflowClient
 
 from osml import registry
+from serving import webhook
 from serving.auth import ApiKeys
 from serving.dataplane import DataPlane
 from serving.errors import install_error_handlers
@@ -28,6 +29,18 @@ from serving.routes import router
 from serving.settings import ServingSettings
 
 log = logging.getLogger("osml.serving")
+
+
+def _register_webhook(client: MlflowClient, settings: ServingSettings) -> None:
+    assert settings.webhook_url is not None and settings.webhook_secret is not None
+    try:
+        webhook_id = webhook.register(
+            client, url=settings.webhook_url, secret=settings.webhook_secret.get_secret_value()
+        )
+    except Exception as exc:  # e.g. a file store or an older server: the poll still follows the alias
+        log.warning("registry webhook not registered; polling only", extra={"error": str(exc)})
+        return
+    log.info("registry webhook registered", extra={"webhookId": webhook_id, "url": settings.webhook_url})
 
 
 async def _maintain_jobs(jobs: TrainingJobs, every: float) -> None:
@@ -66,6 +79,8 @@ def create_app(settings: ServingSettings | None = None) -> FastAPI:
             app.state.plane = DataPlane(store=store, client=client, jobs=jobs, metrics=metrics)
             await asyncio.to_thread(jobs.start)
             await asyncio.to_thread(store.refresh)
+            if settings.webhook_url is not None:
+                await asyncio.to_thread(_register_webhook, client(), settings)
             # Everything allocated so far (MLflow, sklearn, the models) lives as long as the process: moving it
             # out of the collector's view makes each collection triggered by a large request cheap.
             gc.freeze()

@@ -1,14 +1,16 @@
 """The active model pair: loaded off the event loop, swapped in one assignment.
 
-The facade follows the registry alias `production`. A poller reads it every `poll_seconds`; when it names a
-different pair, that pair is loaded in a worker thread while the current one keeps answering, its features
-schema is checked, and only then does `current` change, in a single attribute assignment. A request reads
-`current` once and uses that object to the end, so its `modelVersion` names the pair that produced it.
+The facade follows the registry alias `production`. A poller reads it every `poll_seconds`, or at once when a
+registry webhook says it moved (`refresh_soon`); when it names a different pair, that pair is loaded in a worker
+thread while the current one keeps answering, its features schema is checked, and only then does `current`
+change, in a single attribute assignment. A request reads `current` once and uses that object to the end, so
+its `modelVersion` names the pair that produced it.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import math
 import tempfile
@@ -122,6 +124,7 @@ class ModelStore:
         self._on_swap = on_swap
         self._loading = threading.Lock()  # serialises loaders only; requests never take it
         self._rejected: set[tuple[str, str, str]] = set()
+        self._wake = asyncio.Event()
 
     def _swap(self, active: ActivePair) -> None:
         previous = self.current
@@ -175,7 +178,15 @@ class ModelStore:
             self._swap(active)
         return active
 
+    def refresh_soon(self) -> None:
+        """Read the alias now rather than at the next poll (a registry webhook said it moved). Loop thread only."""
+        self._wake.set()
+
     async def poll_forever(self) -> None:
         while True:
-            await asyncio.sleep(self._poll_seconds)
+            # asyncio.timeout, not wait_for: on 3.11 wait_for can swallow a cancel that lands as the event fires
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(self._poll_seconds):
+                    await self._wake.wait()
+            self._wake.clear()  # before reading: an event arriving during the read triggers one more
             await asyncio.to_thread(self.refresh)

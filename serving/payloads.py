@@ -143,6 +143,10 @@ class ActivateResponse(BaseModel):
     activeModelVersion: str
 
 
+class WebhookAck(BaseModel):
+    refresh: bool = Field(description="whether the event moved the alias production, so the pair is re-read now")
+
+
 class Health(BaseModel):
     status: str
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from typing import Annotated, Any
 
 import orjson
@@ -13,9 +14,10 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import ValidationError
 from starlette.responses import Response
 
+from serving import webhook
 from serving.auth import AdminAccess, PredictAccess
 from serving.dataplane import DataPlane
-from serving.errors import ErrorBody, NotReady
+from serving.errors import ErrorBody, NotFound, NotReady
 from serving.payloads import (
     BATCH_ADAPTER,
     MAX_BATCH_ITEMS,
@@ -30,6 +32,7 @@ from serving.payloads import (
     Readiness,
     TrainAccepted,
     TrainRequest,
+    WebhookAck,
 )
 
 
@@ -194,3 +197,35 @@ async def models(plane: Plane) -> Response:
 async def activate(body: ActivateRequest, plane: Plane) -> Response:
     """Load a pair, point the registry alias `production` at it, then serve it (seed §6.6)."""
     return _json(await asyncio.to_thread(plane.activate, body.modelVersion))
+
+
+@router.post(
+    "/models/webhook",
+    status_code=202,
+    response_model=WebhookAck,
+    responses={
+        400: {"model": ErrorBody, "description": "not an MLflow webhook event"},
+        401: {"model": ErrorBody, "description": "missing, stale or wrong X-MLflow-Signature"},
+        404: {"model": ErrorBody, "description": "no webhook secret is configured (OSML_WEBHOOK_SECRET)"},
+    },
+    tags=["models"],
+)
+async def registry_webhook(request: Request, plane: Plane) -> Response:
+    """MLflow registry webhook target, authenticated by MLflow's HMAC signature (no API key): when the alias
+    `production` moves, the pair is re-read and swapped at once rather than at the next poll."""
+    secret = request.app.state.settings.webhook_secret
+    if secret is None:
+        raise NotFound("no webhook is configured: set OSML_WEBHOOK_SECRET")
+    body = await request.body()
+    webhook.verify(
+        secret.get_secret_value(),
+        headers=dict(request.headers),
+        body=body,
+        now=time.time(),
+        max_age_seconds=request.app.state.settings.webhook_max_age_seconds,
+    )
+    refresh = webhook.moves_production(body)
+    if refresh:
+        plane.store.refresh_soon()
+    request.state.log = {"deliveryId": request.headers.get(webhook.DELIVERY_ID_HEADER), "refresh": refresh}
+    return _json({"refresh": refresh}, status=202)

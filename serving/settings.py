@@ -31,6 +31,11 @@ class ServingSettings(BaseSettings):
     # job_stale_seconds was cut off (its process died) and reads `failed`.
     job_heartbeat_seconds: float = Field(default=5.0, gt=0)
     job_stale_seconds: float = Field(default=30.0, gt=0)
+    # MLflow registry webhook: the URL at which the tracking server reaches this facade's /models/webhook, and
+    # the HMAC secret deliveries are signed with. Unset: polling alone.
+    webhook_url: str | None = None
+    webhook_secret: SecretStr | None = None
+    webhook_max_age_seconds: float = Field(default=300.0, gt=0)
     log_level: str = "INFO"
     tracking_uri: str = Field(
         default_factory=tracking_uri, validation_alias=AliasChoices("MLFLOW_TRACKING_URI", "OSML_TRACKING_URI")
@@ -42,6 +47,8 @@ class ServingSettings(BaseSettings):
             raise ValueError(
                 "set OSML_PREDICT_API_KEY and OSML_ADMIN_API_KEY, or OSML_AUTH_DISABLED=true for local use only"
             )
+        if self.webhook_url is not None and self.webhook_secret is None:
+            raise ValueError("OSML_WEBHOOK_URL needs OSML_WEBHOOK_SECRET: deliveries must be signed")
         if self.job_stale_seconds <= self.job_heartbeat_seconds:
             raise ValueError("OSML_JOB_STALE_SECONDS must exceed OSML_JOB_HEARTBEAT_SECONDS")
         return self

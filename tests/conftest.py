@@ -32,7 +32,13 @@ def session_workdir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="session")
 def mlflow_tracking_server(session_workdir: Path) -> Iterator[services.MlflowServer]:
     """One real `mlflow server` (PostgreSQL backend store, proxied local artifacts) for the session."""
-    with services.mlflow_server(session_workdir / "mlflow") as server:
+    # webhooks may call the facade over plain HTTP on loopback, and one registered mid-session is seen at once
+    webhooks = {
+        "MLFLOW_WEBHOOK_ALLOW_PRIVATE_IPS": "true",
+        "MLFLOW_WEBHOOK_ALLOWED_SCHEMES": "http,https",
+        "MLFLOW_WEBHOOK_CACHE_TTL": "1",
+    }
+    with services.mlflow_server(session_workdir / "mlflow", env=webhooks) as server:
         yield server
 
 

@@ -23,11 +23,17 @@ class FacadeProcess:
 
 @contextmanager
 def facade_process(
-    workdir: Path, *, tracking_uri: str, database_url: str, env: dict[str, str] | None = None, ready: bool = True
+    workdir: Path,
+    *,
+    tracking_uri: str,
+    database_url: str,
+    env: dict[str, str] | None = None,
+    ready: bool = True,
+    port: int | None = None,
 ) -> Iterator[FacadeProcess]:
-    """Start `osml serve` on a free port; wait for /health/ready (a loaded pair) or only /health."""
+    """Start `osml serve` on `port` (default: a free one); wait for /health/ready (a loaded pair) or only /health."""
     predict_key, admin_key = secrets.token_urlsafe(16), secrets.token_urlsafe(16)
-    port = free_port()
+    port = port or free_port()
     log = workdir / f"facade-{port}.log"
     proc = start_process(
         [str(VENV_BIN / "osml"), "serve", "--port", str(port)],

@@ -10,6 +10,7 @@
 from __future__ import annotations
 
 import os
+import secrets
 import signal
 import threading
 import time
@@ -27,7 +28,7 @@ from tests.conftest_training import FAST_CANDIDATES
 from tests.contract.facade import FacadeProcess, facade_process
 from tests.contract.test_seed_payloads import SEED_PREDICT
 from tests.services import MlflowServer
-from tests.support import wait_until
+from tests.support import free_port, wait_until
 from training.pipeline import train
 
 pytestmark = pytest.mark.integration
@@ -95,10 +96,13 @@ def served_version(facade: FacadeProcess) -> str:
     return str(response.json()["modelVersion"])
 
 
-def current_and_other(facade: FacadeProcess, pair_a_and_b: tuple[str, str]) -> tuple[str, str]:
-    current = served_version(facade)
-    assert current in pair_a_and_b
-    return current, next(v for v in pair_a_and_b if v != current)
+def current_and_other(facade: FacadeProcess, server: MlflowServer, pair_a_and_b: tuple[str, str]) -> tuple[str, str]:
+    """The pair in production (once `facade` serves it: an earlier test may have just moved the alias) and the
+    other one."""
+    production = registry.production_pair(registry_client(server))
+    assert production is not None and production.model_version in pair_a_and_b
+    wait_until(lambda: served_version(facade) == production.model_version, timeout=60, what="the facade to settle")
+    return production.model_version, next(v for v in pair_a_and_b if v != production.model_version)
 
 
 def registry_client(server: MlflowServer) -> MlflowClient:
@@ -108,7 +112,7 @@ def registry_client(server: MlflowServer) -> MlflowClient:
 def test_a_promotion_in_the_registry_is_served_without_failing_a_request(
     facade: FacadeProcess, mlflow_tracking_server: MlflowServer, pair_a_and_b: tuple[str, str]
 ) -> None:
-    current, promoted_version = current_and_other(facade, pair_a_and_b)
+    current, promoted_version = current_and_other(facade, mlflow_tracking_server, pair_a_and_b)
     loop = LoadLoop(facade)
     worker = threading.Thread(target=loop.run)
     worker.start()
@@ -136,10 +140,32 @@ def test_a_promotion_in_the_registry_is_served_without_failing_a_request(
     assert first_new - promoted < POLL_SECONDS + 30
 
 
+def test_a_registry_webhook_serves_a_promotion_long_before_the_next_poll(
+    tmp_path: Path, mlflow_tracking_server: MlflowServer, pair_a_and_b: tuple[str, str]
+) -> None:
+    port = free_port()
+    url = f"http://127.0.0.1:{port}/models/webhook"
+    env = {"OSML_MODEL_POLL_SECONDS": "3600", "OSML_WEBHOOK_URL": url, "OSML_WEBHOOK_SECRET": secrets.token_hex(16)}
+    client = registry_client(mlflow_tracking_server)
+    common = {"tracking_uri": mlflow_tracking_server.url, "database_url": f"sqlite:///{tmp_path / 'jobs.db'}"}
+    try:
+        with facade_process(tmp_path, **common, env=env, port=port) as facade:  # type: ignore[arg-type]
+            assert [w.url for w in client.list_webhooks()].count(url) == 1  # registered itself on start
+            _, promoted_version = current_and_other(facade, mlflow_tracking_server, pair_a_and_b)
+            registry.activate(client, promoted_version)
+            # the poll interval is an hour: only a delivery can wake the poller within this minute
+            wait_until(lambda: served_version(facade) == promoted_version, timeout=60, what="the webhook's swap")
+            assert '"refresh":true' in facade.log.read_text()
+    finally:
+        for hook in client.list_webhooks():
+            if hook.url == url:
+                client.delete_webhook(hook.webhook_id)
+
+
 def test_unservable_schema_is_409_and_the_current_pair_keeps_serving(
     facade: FacadeProcess, mlflow_tracking_server: MlflowServer, pair_a_and_b: tuple[str, str]
 ) -> None:
-    current, other = current_and_other(facade, pair_a_and_b)
+    current, other = current_and_other(facade, mlflow_tracking_server, pair_a_and_b)
     client = registry_client(mlflow_tracking_server)
     pair = registry.find_pair(client, other)
     try:
@@ -161,7 +187,7 @@ def test_unservable_schema_is_409_and_the_current_pair_keeps_serving(
 def test_the_current_pair_keeps_serving_while_the_registry_is_down(
     facade: FacadeProcess, mlflow_tracking_server: MlflowServer, pair_a_and_b: tuple[str, str]
 ) -> None:
-    current, _ = current_and_other(facade, pair_a_and_b)
+    current, _ = current_and_other(facade, mlflow_tracking_server, pair_a_and_b)
     mlflow_tracking_server.stop()
     try:
         down_since = time.monotonic()

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import threading
+import time
 
 import pytest
 from mlflow.entities.model_registry import ModelVersion, ModelVersionTag
@@ -207,3 +210,19 @@ def test_a_model_that_cannot_predict_is_refused_at_load() -> None:
         smoke_test(BrokenPredictor(), "2026-05-01_002")
     with pytest.raises(ModelLoadFailed, match="nan"):
         smoke_test(NaNPredictor(), "2026-05-01_003")  # type: ignore[arg-type]
+
+
+async def test_refresh_soon_reads_the_alias_without_waiting_for_the_poll(registry: Registry, loader: Loader) -> None:
+    store = ModelStore(read_production=registry.read, load=loader, poll_seconds=3600)
+    poller = asyncio.create_task(store.poll_forever())
+    try:
+        registry.production = pair("2026-05-01_001")
+        store.refresh_soon()
+        deadline = time.monotonic() + 10
+        while served(store) != "2026-05-01_001":
+            assert time.monotonic() < deadline, "the poller did not wake up"
+            await asyncio.sleep(0.01)  # yields to the poller; the deadline bounds the wait
+    finally:
+        poller.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await poller
