@@ -204,6 +204,16 @@ def test_ensembles_too_large_to_compile_take_the_booster(monkeypatch: pytest.Mon
     np.testing.assert_array_equal(_single_rows(scorer, probe), scorer(probe))
 
 
+def test_a_scorer_pickled_without_a_sample_still_predicts_through_the_booster() -> None:
+    booster, x = _categorical_booster("binary:logistic")
+    old = XGBoostScorer.__new__(XGBoostScorer)
+    old.__setstate__({"booster": booster})  # the state models registered before the sample was kept
+    assert old.compiled is None
+    probe = _odd_rows(x)
+    np.testing.assert_array_equal(_single_rows(old, probe), old(probe))
+    np.testing.assert_allclose(old(probe), booster.inplace_predict(probe), rtol=1e-6, atol=1e-7)
+
+
 def test_isotonic_calibration_recovers_true_probabilities() -> None:
     rng = np.random.default_rng(0)
     scores = rng.normal(size=20_000)
