@@ -1,4 +1,5 @@
-"""Outbox relay: publish unsent outbox rows with publisher confirms, then mark them sent.
+"""Outbox relay: publish unsent outbox rows with publisher confirms, then mark them sent (and, every
+`outbox_prune_interval_s`, delete the rows sent longer than `outbox_retention_hours` ago).
 
 Rows are claimed with FOR UPDATE SKIP LOCKED inside the transaction that marks them, so relays running side by
 side never claim the same row; a row is marked only after the broker confirmed it (at-least-once: a crash
@@ -9,7 +10,10 @@ A lost broker connection rolls the claim back and the relay reconnects (e.g. acr
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import time
+from collections.abc import AsyncIterator
 from typing import Any, Final
 
 import psycopg
@@ -28,6 +32,13 @@ SELECT id, event_id, routing_key, payload FROM outbox
 WHERE sent_at IS NULL ORDER BY id LIMIT %s FOR UPDATE SKIP LOCKED
 """
 _MARK: Final = "UPDATE outbox SET sent_at = now() WHERE id = ANY(%s)"
+# in slices, so each transaction stays short beside the relay's claims
+_PRUNE: Final = """
+DELETE FROM outbox WHERE id IN (
+    SELECT id FROM outbox WHERE sent_at < now() - make_interval(secs => %s) ORDER BY sent_at LIMIT %s
+)
+"""
+_PRUNE_SLICE: Final = 5000
 
 
 class OutboxRelay:
@@ -41,35 +52,53 @@ class OutboxRelay:
             await self._conn.close()
             self._conn = None
 
-    async def relay_once(self, raw: RawChannel) -> int:
-        """Publish and mark one batch of unsent rows; how many were sent. Database trouble is a TransientError;
-        broker trouble propagates (the claim is rolled back, the rows stay unsent)."""
+    @contextlib.asynccontextmanager
+    async def _database(self) -> AsyncIterator[psycopg.AsyncConnection[Any]]:
+        """The relay's connection, opened on demand; a database failure closes it and is a TransientError."""
         try:
             if self._conn is None or self._conn.closed:
                 self._conn = await psycopg.AsyncConnection.connect(self._url, connect_timeout=5)
-            async with self._conn.transaction(), self._conn.cursor() as cur:
-                await cur.execute(_CLAIM, (self._batch_size,))
-                rows = await cur.fetchall()
-                if not rows:
-                    return 0
-                await asyncio.gather(
-                    *(
-                        publish_confirmed(
-                            raw,
-                            payload.encode(),
-                            exchange=EXCHANGE,
-                            routing_key=key,
-                            properties=json_properties(message_id=str(event_id), type_=key),
-                        )
-                        for _, event_id, key, payload in rows
-                    )
-                )
-                await cur.execute(_MARK, ([row[0] for row in rows],))
+            yield self._conn
         except psycopg.OperationalError as exc:
             await self.close()
             raise TransientError(f"database: {exc}") from exc
+
+    async def relay_once(self, raw: RawChannel) -> int:
+        """Publish and mark one batch of unsent rows; how many were sent. Database trouble is a TransientError;
+        broker trouble propagates (the claim is rolled back, the rows stay unsent)."""
+        async with self._database() as conn, conn.transaction(), conn.cursor() as cur:
+            await cur.execute(_CLAIM, (self._batch_size,))
+            rows = await cur.fetchall()
+            if not rows:
+                return 0
+            await asyncio.gather(
+                *(
+                    publish_confirmed(
+                        raw,
+                        payload.encode(),
+                        exchange=EXCHANGE,
+                        routing_key=key,
+                        properties=json_properties(message_id=str(event_id), type_=key),
+                    )
+                    for _, event_id, key, payload in rows
+                )
+            )
+            await cur.execute(_MARK, ([row[0] for row in rows],))
         log.info("outbox rows published", extra={"count": len(rows)})
         return len(rows)
+
+    async def prune_sent(self, *, older_than_s: float) -> int:
+        """Delete rows sent more than `older_than_s` ago; how many. Unsent rows are never touched."""
+        pruned, deleted = 0, _PRUNE_SLICE
+        async with self._database() as conn:
+            while deleted == _PRUNE_SLICE:
+                async with conn.transaction(), conn.cursor() as cur:
+                    await cur.execute(_PRUNE, (older_than_s, _PRUNE_SLICE))
+                    deleted = cur.rowcount
+                pruned += deleted
+        if pruned:
+            log.info("sent outbox rows pruned", extra={"count": pruned, "olderThanS": older_than_s})
+        return pruned
 
 
 async def _wait_for_notify(listener: psycopg.AsyncConnection[Any], seconds: float) -> None:
@@ -79,6 +108,8 @@ async def _wait_for_notify(listener: psycopg.AsyncConnection[Any], seconds: floa
 
 async def _relay_session(settings: WorkerSettings, relay: OutboxRelay, backoff: Backoff, stop: asyncio.Event) -> None:
     listener: psycopg.AsyncConnection[Any] | None = None
+    retention_s = settings.outbox_retention_hours * 3600
+    next_prune = time.monotonic()
     async with session(settings.broker_url, name="osml-relay") as amqp:
         log.info("relay connected", extra={"batchSize": settings.relay_batch_size})
         try:
@@ -93,6 +124,14 @@ async def _relay_session(settings: WorkerSettings, relay: OutboxRelay, backoff: 
                     sent = await retry_transient(
                         lambda: relay.relay_once(amqp.raw), backoff=backoff, what="relay outbox", stop=stop
                     )
+                    if time.monotonic() >= next_prune:
+                        await retry_transient(
+                            lambda: relay.prune_sent(older_than_s=retention_s),
+                            backoff=backoff,
+                            what="prune outbox",
+                            stop=stop,
+                        )
+                        next_prune = time.monotonic() + settings.outbox_prune_interval_s
                     if sent < settings.relay_batch_size:
                         await _wait_for_notify(listener, settings.relay_poll_interval_s)
                 except psycopg.OperationalError as exc:

@@ -39,5 +39,10 @@ class WorkerSettings(BaseSettings):
     # the relay wakes up on NOTIFY from the worker's transaction; this is the fallback poll
     relay_poll_interval_s: PositiveSeconds = 1.0
 
+    # sent outbox rows are kept this long (audit, replays by hand), then the relay deletes them every
+    # outbox_prune_interval_s; unsent rows are never deleted
+    outbox_retention_hours: Annotated[float, Field(gt=0)] = 168.0
+    outbox_prune_interval_s: PositiveSeconds = 600.0
+
     migrate_on_start: bool = True
     log_level: str = "INFO"
