@@ -10,9 +10,9 @@ from typing import Final
 
 from worker.amqp import Delivery, RawChannel, json_properties, publish_confirmed, reconnecting, session
 from worker.facade_client import FacadeClient
-from worker.migrate import upgrade_when_reachable
+from worker.migrate import migrated_on_start
 from worker.processing import BatchProcessor, DeadLetter
-from worker.resilience import Backoff, CircuitBreaker, StopRequested
+from worker.resilience import Backoff, CircuitBreaker
 from worker.settings import WorkerSettings
 from worker.store import PredictionStore
 from worker.topology import DEAD_LETTER_QUEUE, DETAIL_HEADER, REASON_HEADER, REQUESTED_QUEUE
@@ -118,11 +118,10 @@ async def consume(settings: WorkerSettings, processor: BatchProcessor, stop: asy
 
 async def run_worker(settings: WorkerSettings, stop: asyncio.Event) -> None:
     backoff = Backoff(initial=settings.retry_initial_s, maximum=settings.retry_max_s)
-    if settings.migrate_on_start:
-        try:
-            await upgrade_when_reachable(settings.database_url, backoff=backoff, stop=stop)
-        except StopRequested:
-            return
+    if not await migrated_on_start(
+        settings.database_url, enabled=settings.migrate_on_start, backoff=backoff, stop=stop
+    ):
+        return
     facade = FacadeClient(
         base_url=settings.facade_url,
         api_key=settings.predict_api_key.get_secret_value() if settings.predict_api_key else None,

@@ -15,7 +15,7 @@ from alembic import command
 from alembic.config import Config
 from sqlalchemy.exc import OperationalError
 
-from worker.resilience import Backoff, TransientError, retry_transient
+from worker.resilience import Backoff, StopRequested, TransientError, retry_transient
 
 MIGRATIONS_DIR: Final = Path(__file__).resolve().parent / "migrations"
 VERSION_TABLE: Final = "osml_worker_alembic_version"
@@ -57,3 +57,14 @@ async def upgrade_when_reachable(database_url: str, *, backoff: Backoff, stop: a
             raise TransientError(f"database not reachable for migrations: {exc.orig}") from exc
 
     await retry_transient(attempt, backoff=backoff, what="migrate", stop=stop)
+
+
+async def migrated_on_start(database_url: str, *, enabled: bool, backoff: Backoff, stop: asyncio.Event) -> bool:
+    """A service's start: migrate when `enabled` (OSML_MIGRATE_ON_START); False if a stop came while waiting."""
+    if not enabled:
+        return True
+    try:
+        await upgrade_when_reachable(database_url, backoff=backoff, stop=stop)
+    except StopRequested:
+        return False
+    return True

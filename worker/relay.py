@@ -19,8 +19,8 @@ from typing import Any, Final
 import psycopg
 
 from worker.amqp import RawChannel, json_properties, publish_confirmed, reconnecting, session
-from worker.migrate import psycopg_url, upgrade_when_reachable
-from worker.resilience import Backoff, StopRequested, TransientError, retry_transient
+from worker.migrate import migrated_on_start, psycopg_url
+from worker.resilience import Backoff, TransientError, retry_transient
 from worker.settings import WorkerSettings
 from worker.store import OUTBOX_CHANNEL
 from worker.topology import EXCHANGE
@@ -145,11 +145,10 @@ async def _relay_session(settings: WorkerSettings, relay: OutboxRelay, backoff: 
 
 async def run_relay(settings: WorkerSettings, stop: asyncio.Event) -> None:
     backoff = Backoff(initial=settings.retry_initial_s, maximum=settings.retry_max_s)
-    if settings.migrate_on_start:
-        try:
-            await upgrade_when_reachable(settings.database_url, backoff=backoff, stop=stop)
-        except StopRequested:
-            return
+    if not await migrated_on_start(
+        settings.database_url, enabled=settings.migrate_on_start, backoff=backoff, stop=stop
+    ):
+        return
     relay = OutboxRelay(database_url=settings.database_url, batch_size=settings.relay_batch_size)
     try:
         await reconnecting(lambda: _relay_session(settings, relay, backoff, stop), backoff=backoff, stop=stop, log=log)
