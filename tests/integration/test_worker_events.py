@@ -186,26 +186,22 @@ class Broker:
         return messages
 
 
-def queue_depth(vhost: str, queue: str) -> int:
-    """Ready + unacknowledged messages of a queue, straight from the broker."""
+def queue_column(vhost: str, queue: str, column: str) -> int:
+    """One numeric column of `rabbitmqctl list_queues` for a queue (0 when the queue does not exist yet)."""
+    rabbitmqctl = shutil.which("rabbitmqctl") or "rabbitmqctl"
     out = subprocess.run(
-        [
-            shutil.which("rabbitmqctl") or "rabbitmqctl",
-            "-q",
-            "list_queues",
-            "-p",
-            vhost,
-            "name",
-            "messages",
-            "--formatter",
-            "json",
-        ],
+        [rabbitmqctl, "-q", "list_queues", "-p", vhost, "name", column, "--formatter", "json"],
         check=True,
         capture_output=True,
         timeout=60,
         text=True,
     ).stdout
-    return next(int(q["messages"]) for q in json.loads(out) if q["name"] == queue)
+    return next((int(q[column]) for q in json.loads(out) if q["name"] == queue), 0)
+
+
+def queue_depth(vhost: str, queue: str) -> int:
+    """Ready + unacknowledged messages of a queue, straight from the broker."""
+    return queue_column(vhost, queue, "messages")
 
 
 # ---------------------------------------------------------------- the pipeline under test
@@ -255,24 +251,7 @@ class Pipeline:
         return proc
 
     def _consumers(self, queue: str) -> int:
-        out = subprocess.run(
-            [
-                shutil.which("rabbitmqctl") or "rabbitmqctl",
-                "-q",
-                "list_queues",
-                "-p",
-                self.vhost,
-                "name",
-                "consumers",
-                "--formatter",
-                "json",
-            ],
-            check=True,
-            capture_output=True,
-            timeout=60,
-            text=True,
-        ).stdout
-        return next((int(q["consumers"]) for q in json.loads(out) if q["name"] == queue), 0)
+        return queue_column(self.vhost, queue, "consumers")
 
     def query(self, sql: str) -> list[tuple[Any, ...]]:
         with psycopg.connect(self.database_url) as conn:
