@@ -12,7 +12,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from bench.serving import VENV_BIN, Child, ensure_pair, free_port, machine
+from bench.serving import Child, ensure_pair, machine, start_facade
+from osml.processes import VENV_BIN, free_port
 from tests.services import fresh_database, fresh_vhost
 from worker.runner import run as run_async
 from worker.simulator import SimulationReport, generate_orders, simulate
@@ -49,20 +50,7 @@ def run(report: list[str], *, tracking_uri: str | None = None) -> bool:
         port = free_port()
         facade_url = f"http://127.0.0.1:{port}"
         osml = str(VENV_BIN / "osml")
-        children = [
-            Child(
-                "facade",
-                [osml, "serve", "--port", str(port)],
-                env={
-                    "MLFLOW_TRACKING_URI": uri,
-                    "OSML_PREDICT_API_KEY": key,
-                    "OSML_ADMIN_API_KEY": secrets.token_urlsafe(16),
-                    "OSML_DATABASE_URL": f"sqlite:///{workdir / 'jobs.db'}",
-                    "OSML_LOG_LEVEL": "WARNING",
-                },
-                log=workdir / "facade.log",
-            )
-        ]
+        children = [start_facade(uri, workdir, port=port, predict_key=key, env={"OSML_LOG_LEVEL": "WARNING"})]
         event_env = {
             "OSML_BROKER_URL": broker_url,
             "OSML_DATABASE_URL": database_url,

@@ -13,7 +13,6 @@ import json
 import os
 import re
 import secrets
-import signal
 import statistics
 import subprocess
 import sys
@@ -28,9 +27,9 @@ import httpx
 import orjson
 
 from osml.conventions import SLA_MODEL_NAME
+from osml.processes import VENV_BIN, free_port, http_ok, start_process, stop_process, wait_until
 from osml.schema import SEED_EXAMPLE_FEATURES, SEED_EXAMPLE_PREDICT_BODY
 
-VENV_BIN = Path(sys.executable).parent
 BATCH_ROWS = 10_000
 
 TARGET_RATIO = 5.0
@@ -86,45 +85,42 @@ def wrk(url: str, script: Path, *, connections: int, seconds: float) -> Load:
 
 
 class Child:
-    """A server process in its own process group, output to a log file."""
+    """A server process in its own process group (`osml.processes`), output to a log file."""
 
     def __init__(self, name: str, command: list[str], *, env: dict[str, str], log: Path) -> None:
         self.name = name
         self.log = log
-        with log.open("ab") as out:
-            self.proc = subprocess.Popen(
-                command, stdout=out, stderr=subprocess.STDOUT, env={**os.environ, **env}, start_new_session=True
-            )
+        self.proc = start_process(command, log=log, env=env)
 
     def wait_http(self, url: str, *, timeout: float = 180) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"{self.name} exited with {self.proc.returncode}; see {self.log}")
-            try:
-                if httpx.get(url, timeout=2).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.25)  # polling a starting server
-        raise TimeoutError(f"{self.name} not ready after {timeout}s; see {self.log}")
+        """Until `url` answers 200; fails at once if the process exits meanwhile."""
+        outcome = wait_until(
+            lambda: "exited" if self.proc.poll() is not None else http_ok(url),
+            timeout=timeout,
+            interval=0.25,
+            what=f"{self.name} (log: {self.log})",
+        )
+        if outcome == "exited":
+            raise RuntimeError(f"{self.name} exited with {self.proc.returncode}; see {self.log}")
 
     def stop(self) -> None:
-        if self.proc.poll() is None:
-            os.killpg(self.proc.pid, signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-                self.proc.wait()
+        stop_process(self.proc)
 
 
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+def start_facade(uri: str, workdir: Path, *, port: int, predict_key: str, env: dict[str, str] | None = None) -> Child:
+    """`osml serve` on `port` for the production pair of `uri`, job state in `workdir`."""
+    return Child(
+        "facade",
+        [str(VENV_BIN / "osml"), "serve", "--port", str(port)],
+        env={
+            "MLFLOW_TRACKING_URI": uri,
+            "OSML_PREDICT_API_KEY": predict_key,
+            "OSML_ADMIN_API_KEY": secrets.token_urlsafe(16),
+            "OSML_DATABASE_URL": f"sqlite:///{workdir / 'jobs.db'}",
+            **(env or {}),
+        },
+        log=workdir / "facade.log",
+    )
 
 
 def ensure_pair(tracking_uri: str, workdir: Path, say: Callable[[str], None]) -> str:
@@ -235,17 +231,7 @@ def run(report: list[str], *, seconds: float = 15.0, tracking_uri: str | None = 
         model_version = ensure_pair(uri, workdir, say)
         key = secrets.token_urlsafe(16)
         facade_port, mlflow_port = free_port(), free_port()
-        facade = Child(
-            "facade",
-            [str(VENV_BIN / "osml"), "serve", "--port", str(facade_port)],
-            env={
-                "MLFLOW_TRACKING_URI": uri,
-                "OSML_PREDICT_API_KEY": key,
-                "OSML_ADMIN_API_KEY": secrets.token_urlsafe(16),
-                "OSML_DATABASE_URL": f"sqlite:///{workdir / 'jobs.db'}",
-            },
-            log=workdir / "facade.log",
-        )
+        facade = start_facade(uri, workdir, port=facade_port, predict_key=key)
         mlflow_serve = Child(
             "mlflow models serve",
             [

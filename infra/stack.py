@@ -230,16 +230,16 @@ def wait_ready(stack: Stack, component: str, *, timeout: float | None = None) ->
 
 def stop(stack: Stack, *components: str, timeout: float = 20.0) -> None:
     """SIGTERM the components' process groups together, SIGKILL what is left after `timeout`; forget them."""
-    groups: dict[str, int] = {}
+    groups: list[int] = []
     for component in components:
         process = stack.processes.pop(component, None)
         if process is not None and _alive(process):
             _signal_group(process.pid, signal.SIGTERM)
-            groups[component] = process.pid
-    deadline = time.monotonic() + timeout
-    while any(group_alive(pgid) for pgid in groups.values()) and time.monotonic() < deadline:
-        time.sleep(0.1)  # these are not (necessarily) our children: there is nothing to wait() on
-    survivors = [pgid for pgid in groups.values() if group_alive(pgid)]
+            groups.append(process.pid)
+    # these are not (necessarily) our children: there is nothing to wait() on, so their groups are polled
+    with contextlib.suppress(TimeoutError):
+        wait_until(lambda: not any(group_alive(pgid) for pgid in groups), timeout=timeout, interval=0.1)
+    survivors = [pgid for pgid in groups if group_alive(pgid)]
     for pgid in survivors:
         _signal_group(pgid, signal.SIGKILL)
     with contextlib.suppress(TimeoutError):

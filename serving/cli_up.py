@@ -12,9 +12,7 @@ import json
 import os
 import secrets
 import shlex
-import signal
 import subprocess
-import sys
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -23,6 +21,7 @@ from mlflow import MlflowClient
 from osml import registry
 from osml.conventions import EMBEDDED_DIR, embedded_artifact_root, tracking_uri
 from osml.logs import configure_logging
+from osml.processes import VENV_BIN, start_process, stop_process
 from osml.schema import SEED_EXAMPLE_PREDICT_BODY, SUPPORTED_SCHEMA_VERSIONS
 from serving.cli_serve import bounded_registry_calls, serve
 from serving.settings import ServingSettings
@@ -90,9 +89,8 @@ def _api_keys() -> dict[str, str]:
 
 
 def start_ui(uri: str, port: int) -> subprocess.Popen[bytes]:
-    mlflow = Path(sys.executable).parent / "mlflow"
     command = [
-        str(mlflow),
+        str(VENV_BIN / "mlflow"),
         "server",
         "--backend-store-uri",
         uri,
@@ -105,17 +103,7 @@ def start_ui(uri: str, port: int) -> subprocess.Popen[bytes]:
         "--workers",
         "1",
     ]
-    log = (Path.cwd() / EMBEDDED_DIR / "mlflow-ui.log").open("ab")
-    return subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-
-
-def stop(child: subprocess.Popen[bytes]) -> None:
-    if child.poll() is None:
-        os.killpg(child.pid, signal.SIGTERM)
-        try:
-            child.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            os.killpg(child.pid, signal.SIGKILL)
+    return start_process(command, log=Path.cwd() / EMBEDDED_DIR / "mlflow-ui.log")
 
 
 def banner(settings: ServingSettings, *, model_version: str, ui_url: str | None) -> str:
@@ -154,5 +142,5 @@ def run(args: argparse.Namespace) -> int:
         serve(settings)
     finally:
         if ui is not None:
-            stop(ui)
+            stop_process(ui, timeout=15)
     return 0

@@ -71,14 +71,14 @@ class RegistryLoader:
     def __init__(self, *, tracking_uri: str, cache_dir: Path) -> None:
         self._tracking_uri = tracking_uri
         self._cache_dir = cache_dir
+        # resolved through our client: `models:/` URIs would go through MLflow's global registry URI instead
+        self._client = MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
 
     def _predictor(self, version: ModelVersion) -> OrderPredictor:
         import mlflow.artifacts
         import mlflow.pyfunc
 
-        # resolved through our client: `models:/` URIs would go through MLflow's global registry URI instead
-        client = MlflowClient(tracking_uri=self._tracking_uri, registry_uri=self._tracking_uri)
-        source = client.get_model_version_download_uri(version.name, version.version)
+        source = self._client.get_model_version_download_uri(version.name, version.version)
         destination = Path(tempfile.mkdtemp(prefix="model-", dir=self._cache_dir))
         local = mlflow.artifacts.download_artifacts(
             artifact_uri=source, dst_path=str(destination), tracking_uri=self._tracking_uri

@@ -43,23 +43,24 @@ def fresh_database(prefix: str = "osml_test") -> Iterator[str]:
             admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
-def _rabbitmqctl(*args: str) -> None:
+def rabbitmqctl(*args: str) -> str:
+    """Run `rabbitmqctl -q ARGS` against the local broker; its standard output."""
     ctl = shutil.which("rabbitmqctl")
     if ctl is None:
         raise RuntimeError("rabbitmqctl not found: RabbitMQ must be installed locally for integration tests")
-    subprocess.run([ctl, "-q", *args], check=True, capture_output=True, timeout=60)
+    return subprocess.run([ctl, "-q", *args], check=True, capture_output=True, timeout=60, text=True).stdout
 
 
 @contextmanager
 def fresh_vhost(prefix: str = "osml-test") -> Iterator[str]:
     """A new RabbitMQ vhost with guest permissions; deleted afterwards. Yields an amqp:// URL."""
     vhost = f"{prefix}-{uuid.uuid4().hex[:10]}"
-    _rabbitmqctl("add_vhost", vhost)
+    rabbitmqctl("add_vhost", vhost)
     try:
-        _rabbitmqctl("set_permissions", "-p", vhost, "guest", ".*", ".*", ".*")
+        rabbitmqctl("set_permissions", "-p", vhost, "guest", ".*", ".*", ".*")
         yield f"amqp://guest:guest@{AMQP_HOST}/{vhost}"
     finally:
-        _rabbitmqctl("delete_vhost", vhost)
+        rabbitmqctl("delete_vhost", vhost)
 
 
 @dataclass(frozen=True)

@@ -34,6 +34,7 @@ from training.calibration import fit_calibrator
 from training.candidates import FittedCandidate, Task, TrainingSet, openmp_threads, select
 from training.clustering import cluster_orders
 from training.data.orders import load_orders
+from training.data.postgres import display_url
 from training.evaluate import (
     choose_threshold,
     classification_metrics,
@@ -43,7 +44,7 @@ from training.evaluate import (
 )
 from training.features import TrainingFrame, build_training_frame
 from training.split import TimeSplit, time_split
-from training.tracking import dataset_source, ensure_experiment, public_ref
+from training.tracking import dataset_source, ensure_experiment
 
 Progress = Callable[[float, str], None]
 
@@ -64,7 +65,6 @@ class TrainResult:
     model_version: str  # "YYYY-MM-DD_NNN"
     metrics: dict[str, float]  # the facade's job payload: auc, f1, maeMinutes (test slice)
     run_id: str  # parent run
-    activated: bool
     report: dict[str, float] = field(default_factory=dict)  # every parent-run metric (winners + baselines)
     chosen: dict[str, str] = field(default_factory=dict)  # task -> winning candidate
 
@@ -195,7 +195,7 @@ class _Trainer:
         validation = classification_metrics(data.y_val, p_val, threshold)
         raw_val_auc = classification_metrics(data.y_val, raw_val, threshold)["auc"]
         raw_test = fitted.scorer(self.encoded[test_rows])
-        p_test = np.clip(calibrator(raw_test), 0.0, 1.0)
+        p_test = model._finish(raw_test)
         test = classification_metrics(y_test, p_test, threshold)
         mlflow.log_params({"calibration": calibrator.method, "threshold": round(threshold, 6)})
         mlflow.log_metrics({**_prefixed("", test), **_prefixed("val_", validation), "threshold": threshold})
@@ -312,7 +312,7 @@ def train(
         select("sla", names), select("eta", names)  # fail on a bad candidate list before reading any data
     if not 0.0 < test_size < 1.0:
         raise ValueError(f"test_size must be between 0 and 1 (exclusive), got {test_size}")
-    report(0.0, f"loading {public_ref(dataset_ref)}")
+    report(0.0, f"loading {display_url(dataset_ref)}")
     data = load_orders(dataset_ref)
     report(0.08, f"building features (schema {schema_version}) for {len(data.orders)} orders")
     frame = build_training_frame(data, schema_version=schema_version)
@@ -324,7 +324,7 @@ def train(
     client = MlflowClient(tracking_uri=uri, registry_uri=uri)
     experiment_id = ensure_experiment(client, uri)
     trained_at = datetime.now(UTC).replace(microsecond=0)
-    ref = public_ref(dataset_ref)
+    ref = display_url(dataset_ref)
     trainer = _Trainer(frame, split, encoder, experiment_id=experiment_id, random_state=random_state, progress=report)
     sla_count, eta_count = len(select("sla", names)), len(select("eta", names))
     with (
@@ -382,11 +382,9 @@ def train(
         parent_metrics = {**sla.metrics, **eta.metrics, "silhouette": clusters.silhouette}
         mlflow.log_metrics(_prefixed("", parent_metrics))
         mlflow.log_params({"sla_model": sla.candidate, "eta_model": eta.candidate, "clusters_k": clusters.k})
-        activated = False
         if activate:
             report(0.95, f"activating {model_version}")
             registry.activate(client, model_version)
-            activated = True
     report(1.0, f"done: {model_version}")
     return TrainResult(
         model_version=model_version,
@@ -396,7 +394,6 @@ def train(
             "maeMinutes": round(eta.metrics["mae_minutes"], 1),
         },
         run_id=parent.info.run_id,
-        activated=activated,
         report=parent_metrics,
         chosen={"sla": sla.candidate, "eta": eta.candidate},
     )

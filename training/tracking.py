@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
 from mlflow import MlflowClient
 from mlflow.data.dataset_source import DatasetSource
@@ -12,17 +11,7 @@ from mlflow.data.dataset_source_registry import resolve_dataset_source
 from mlflow.exceptions import MlflowException
 
 from osml.conventions import EXPERIMENT_NAME
-
-
-def public_ref(ref: str) -> str:
-    """The datasetRef without a password: it is written into params, tags and lineage."""
-    parts = urlsplit(ref)
-    if parts.password is None:
-        return ref
-    host = parts.hostname or ""
-    if parts.port:
-        host = f"{host}:{parts.port}"
-    return urlunsplit(parts._replace(netloc=f"{parts.username}:***@{host}"))
+from training.data.postgres import display_url
 
 
 def sqlite_artifact_root(tracking_uri: str) -> Path | None:
@@ -71,7 +60,7 @@ class DatabaseDatasetSource(DatasetSource):
 
     @classmethod
     def _resolve(cls, raw_source: Any) -> DatabaseDatasetSource:
-        return cls(public_ref(str(raw_source)))
+        return cls(display_url(str(raw_source)))
 
     def to_dict(self) -> dict[str, Any]:
         return {"url": self.url}
@@ -84,4 +73,4 @@ class DatabaseDatasetSource(DatasetSource):
 def dataset_source(ref: str) -> DatasetSource:
     if DatabaseDatasetSource._can_resolve(ref):
         return DatabaseDatasetSource._resolve(ref)
-    return resolve_dataset_source(public_ref(ref))
+    return resolve_dataset_source(display_url(ref))

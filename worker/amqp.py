@@ -9,7 +9,6 @@ a small machine. A lost connection ends a session; the caller reconnects (no hid
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
@@ -22,7 +21,7 @@ from aio_pika.abc import AbstractChannel, AbstractConnection
 from aio_pika.exceptions import CONNECTION_EXCEPTIONS
 from pamqp import commands as spec
 
-from worker.resilience import Backoff, StopRequested
+from worker.resilience import Backoff, StopRequested, stopped_within
 from worker.topology import Topology, declare
 
 PERSISTENT: Final = 2
@@ -65,10 +64,14 @@ async def session(url: str, *, name: str, prefetch: int | None = None) -> AsyncI
 
 
 def json_properties(
-    *, message_id: str | None = None, type_: str | None = None, headers: dict[str, Any] | None = None
+    *,
+    message_id: str | None = None,
+    type_: str | None = None,
+    headers: dict[str, Any] | None = None,
+    content_type: str | None = "application/json",
 ) -> spec.Basic.Properties:
     return spec.Basic.Properties(
-        content_type="application/json",
+        content_type=content_type,
         delivery_mode=PERSISTENT,
         message_id=message_id,
         message_type=type_,
@@ -93,8 +96,9 @@ async def publish_confirmed(
 async def reconnecting(
     run_session: Callable[[], Awaitable[None]], *, backoff: Backoff, stop: asyncio.Event, log: logging.Logger
 ) -> None:
-    """Run broker sessions until `stop`: a lost connection is retried with backoff (unacked messages go back to
-    the queue and are recognised when they return); a clean session end resets the backoff."""
+    """Run broker sessions until `stop`: a lost connection is retried with backoff, growing to its ceiling
+    (unacked messages go back to the queue and are recognised when they return). A session returns only once
+    `stop` is set."""
     attempt = 0
     while not stop.is_set():
         try:
@@ -105,7 +109,4 @@ async def reconnecting(
             wait = backoff.delay(attempt)
             attempt += 1
             log.warning("broker connection lost, reconnecting", extra={"error": repr(exc), "retryIn": wait})
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), timeout=wait)
-        else:
-            attempt = 0
+            await stopped_within(stop, wait)

@@ -78,8 +78,12 @@ async def dead_letter(raw: RawChannel, message: Delivery, letter: DeadLetter) ->
             "x-osml-original-routing-key": message.routing_key or "",
         }
     )
-    dead = json_properties(message_id=properties.message_id, type_=properties.message_type, headers=headers)
-    dead.content_type = properties.content_type
+    dead = json_properties(
+        message_id=properties.message_id,
+        type_=properties.message_type,
+        headers=headers,
+        content_type=properties.content_type,  # a dead letter keeps what it arrived with
+    )
     await publish_confirmed(raw, message.body, exchange="", routing_key=DEAD_LETTER_QUEUE, properties=dead)
 
 

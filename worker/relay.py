@@ -20,7 +20,7 @@ import psycopg
 
 from worker.amqp import RawChannel, json_properties, publish_confirmed, reconnecting, session
 from worker.migrate import migrated_on_start, psycopg_url
-from worker.resilience import Backoff, TransientError, retry_transient
+from worker.resilience import Backoff, TransientError, retry_transient, stopped_within
 from worker.settings import WorkerSettings
 from worker.store import OUTBOX_CHANNEL
 from worker.topology import EXCHANGE
@@ -46,6 +46,8 @@ class OutboxRelay:
         self._url = psycopg_url(database_url)
         self._batch_size = batch_size
         self._conn: psycopg.AsyncConnection[Any] | None = None
+        # when the next prune is due; kept across broker sessions, so a reconnect does not prune again
+        self.next_prune = time.monotonic()
 
     async def close(self) -> None:
         if self._conn is not None:
@@ -109,7 +111,6 @@ async def _wait_for_notify(listener: psycopg.AsyncConnection[Any], seconds: floa
 async def _relay_session(settings: WorkerSettings, relay: OutboxRelay, backoff: Backoff, stop: asyncio.Event) -> None:
     listener: psycopg.AsyncConnection[Any] | None = None
     retention_s = settings.outbox_retention_hours * 3600
-    next_prune = time.monotonic()
     async with session(settings.broker_url, name="osml-relay") as amqp:
         log.info("relay connected", extra={"batchSize": settings.relay_batch_size})
         try:
@@ -124,20 +125,20 @@ async def _relay_session(settings: WorkerSettings, relay: OutboxRelay, backoff: 
                     sent = await retry_transient(
                         lambda: relay.relay_once(amqp.raw), backoff=backoff, what="relay outbox", stop=stop
                     )
-                    if time.monotonic() >= next_prune:
+                    if time.monotonic() >= relay.next_prune:
                         await retry_transient(
                             lambda: relay.prune_sent(older_than_s=retention_s),
                             backoff=backoff,
                             what="prune outbox",
                             stop=stop,
                         )
-                        next_prune = time.monotonic() + settings.outbox_prune_interval_s
+                        relay.next_prune = time.monotonic() + settings.outbox_prune_interval_s
                     if sent < settings.relay_batch_size:
                         await _wait_for_notify(listener, settings.relay_poll_interval_s)
                 except psycopg.OperationalError as exc:
                     log.warning("relay lost its LISTEN connection", extra={"error": str(exc)})
                     listener = None
-                    await asyncio.sleep(backoff.ceiling(3))
+                    await stopped_within(stop, backoff.ceiling(3))
         finally:
             if listener is not None:
                 await listener.close()

@@ -115,7 +115,7 @@ async def retry_transient(
             attempt += 1
             if stop is None:
                 await asyncio.sleep(wait)
-            elif await _stopped_within(stop, wait):
+            elif await stopped_within(stop, wait):
                 raise StopRequested(what) from exc
 
 
@@ -123,7 +123,8 @@ class StopRequested(Exception):
     """Shutdown was requested while a retry was waiting."""
 
 
-async def _stopped_within(stop: asyncio.Event, seconds: float) -> bool:
+async def stopped_within(stop: asyncio.Event, seconds: float) -> bool:
+    """Wait up to `seconds`; True as soon as `stop` is set."""
     try:
         await asyncio.wait_for(stop.wait(), timeout=seconds)
     except TimeoutError:

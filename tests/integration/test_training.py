@@ -29,18 +29,18 @@ from osml.predictor import OrderPredictor
 from osml.schema import CURRENT_SCHEMA_VERSION
 from tests.conftest_training import TrainPair
 from tests.services import MlflowServer
-from tests.support import REPO_ROOT, VENV_BIN, free_port, http_ok, start_process, stop_process, wait_until
+from tests.support import (
+    REPO_ROOT,
+    SEED_FEATURES,
+    VENV_BIN,
+    free_port,
+    http_ok,
+    start_process,
+    stop_process,
+    wait_until,
+)
 
 pytestmark = pytest.mark.integration
-
-SEED_FEATURES = {
-    "priority": "HIGH",
-    "category": "TI",
-    "createdHour": 14,
-    "createdDayOfWeek": 2,
-    "hasAssignee": 1,
-    "dueInMinutes": 720,
-}
 
 
 def _env(server: MlflowServer) -> dict[str, str]:
@@ -116,7 +116,7 @@ def test_fast_pairs_get_sequential_versions_and_load_as_predictors(
     client = MlflowClient(mlflow_tracking_server.url)
     first = trained_pair(mlflow_tracking_server.url, activate=True)
     second = trained_pair(mlflow_tracking_server.url, activate=False)
-    assert second.model_version > first.model_version and not second.activated
+    assert second.model_version > first.model_version
     production = registry.production_pair(client)
     assert production is not None and production.model_version == first.model_version
     pair = registry.find_pair(client, second.model_version)

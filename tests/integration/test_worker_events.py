@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import shutil
 import signal
 import subprocess
 import threading
@@ -29,7 +28,7 @@ import pytest
 from aio_pika.abc import AbstractChannel, AbstractRobustConnection
 
 from tests.conftest_training import FAST_CANDIDATES
-from tests.services import PG_ADMIN_URL
+from tests.services import PG_ADMIN_URL, rabbitmqctl
 from tests.support import VENV_BIN, free_port, start_process, stop_process, wait_until
 from training.pipeline import train
 from worker.simulator import generate_orders
@@ -188,14 +187,7 @@ class Broker:
 
 def queue_column(vhost: str, queue: str, column: str) -> int:
     """One numeric column of `rabbitmqctl list_queues` for a queue (0 when the queue does not exist yet)."""
-    rabbitmqctl = shutil.which("rabbitmqctl") or "rabbitmqctl"
-    out = subprocess.run(
-        [rabbitmqctl, "-q", "list_queues", "-p", vhost, "name", column, "--formatter", "json"],
-        check=True,
-        capture_output=True,
-        timeout=60,
-        text=True,
-    ).stdout
+    out = rabbitmqctl("list_queues", "-p", vhost, "name", column, "--formatter", "json")
     return next((int(q[column]) for q in json.loads(out) if q["name"] == queue), 0)
 
 
@@ -471,19 +463,7 @@ def test_broker_connections_dropped_mid_stream_lose_nothing(pipeline: Pipeline) 
 
     wait_until(lambda: pipeline.rows() >= 100, timeout=DEADLINE_S, what="the stream under way")
     # as in a broker restart: every connection of the vhost (worker, relay, this test's) is cut
-    subprocess.run(
-        [
-            shutil.which("rabbitmqctl") or "rabbitmqctl",
-            "-q",
-            "close_all_connections",
-            "-p",
-            pipeline.vhost,
-            "test: connections dropped",
-        ],
-        check=True,
-        capture_output=True,
-        timeout=60,
-    )
+    rabbitmqctl("close_all_connections", "-p", pipeline.vhost, "test: connections dropped")
     logs = lambda: "".join(p.read_text() for p in pipeline.workdir.glob("*.log"))  # noqa: E731
     wait_until(lambda: logs().count("broker connection lost, reconnecting") >= 1, timeout=60, what="a reconnection")
     # the rest of the stream after the cut (this test's own connection reconnects too)

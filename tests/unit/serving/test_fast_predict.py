@@ -6,7 +6,9 @@ import httpx
 import orjson
 import pytest
 from fastapi import FastAPI
+from starlette.types import Message, Receive, Scope, Send
 
+from serving.fast_predict import PredictFastPath
 from serving.model_store import ActivePair
 from serving.payloads import PredictRequest
 from tests.unit.serving.conftest import PREDICT_KEY
@@ -65,3 +67,53 @@ async def test_errors_come_from_the_route_with_the_body_replayed(client: httpx.A
     invalid = await client.post("/predict", json=body(createdHour=30), headers={"X-API-Key": PREDICT_KEY})
     assert invalid.status_code == 400
     assert invalid.json()["errors"][0]["field"] == "features.createdHour"
+
+
+class Downstream:
+    """Stands for the FastAPI app behind the fast path: records what reaches it."""
+
+    def __init__(self) -> None:
+        self.bodies: list[bytes] = []
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        message = await receive()
+        self.bodies.append(message["body"])
+        await send({"type": "http.response.start", "status": 418, "headers": []})
+        await send({"type": "http.response.body", "body": b""})
+
+
+def _scope(key: str) -> Scope:
+    return {"type": "http", "method": "POST", "path": "/predict", "headers": [(b"x-api-key", key.encode())]}
+
+
+async def _call(app: FastAPI, payload: bytes, *, key: str = PREDICT_KEY) -> tuple[Downstream, list[Message], Scope]:
+    downstream, sent, scope = Downstream(), [], _scope(key)
+    fast = PredictFastPath(downstream, state=app.state, route="the /predict route")
+    chunks = [payload[:10], payload[10:]]
+
+    async def receive() -> Message:
+        chunk = chunks.pop(0)
+        return {"type": "http.request", "body": chunk, "more_body": bool(chunks)}
+
+    async def send(message: Message) -> None:
+        sent.append(message)
+
+    await fast(scope, receive, send)
+    return downstream, sent, scope
+
+
+async def test_the_fast_path_answers_a_valid_request_itself(app: FastAPI, loaded: ActivePair) -> None:
+    payload = orjson.dumps(body())
+    downstream, sent, scope = await _call(app, payload)
+    assert downstream.bodies == []
+    assert sent[0]["status"] == 200
+    assert sent[1]["body"] == orjson.dumps(app.state.plane.predict(PredictRequest.model_validate_json(payload)))
+    assert scope["route"] == "the /predict route"  # metrics and the log label it as the route
+    assert scope["state"]["log"] == {"requestId": "r-1", "orderId": "o-1", "modelVersion": loaded.model_version}
+
+
+async def test_the_fast_path_hands_the_whole_body_to_the_route_otherwise(app: FastAPI, loaded: ActivePair) -> None:
+    for payload, key in ((orjson.dumps(body()), "nope"), (orjson.dumps(body(createdHour=30)), PREDICT_KEY)):
+        downstream, sent, _ = await _call(app, payload, key=key)
+        assert downstream.bodies == [payload]
+        assert sent[0]["status"] == 418

@@ -6,25 +6,23 @@ import httpx
 import orjson
 import pytest
 
+from osml.schema import SEED_EXAMPLE_FEATURES
 from serving.model_store import ActivePair
+from tests.support import SEED_FEATURES
 from tests.unit.serving.conftest import ADMIN_KEY, PREDICT_KEY
 
 pytestmark = pytest.mark.unit
 
 PREDICT = {"X-API-Key": PREDICT_KEY}
-SEED_FEATURES = {
-    "priority": "HIGH",
-    "category": "TI",
-    "createdHour": 14,
-    "createdDayOfWeek": 2,
-    "hasAssignee": 1,
-    "dueInMinutes": 720,
-}
 
 
 def body(**features: object) -> dict[str, object]:
     merged = {**SEED_FEATURES, **features}
     return {"requestId": "r-1", "orderId": "o-1", "features": {k: v for k, v in merged.items() if v is not ...}}
+
+
+def test_the_shared_seed_example_is_the_seeds_order() -> None:
+    assert SEED_EXAMPLE_FEATURES == SEED_FEATURES
 
 
 def fields_of(response: httpx.Response) -> list[str]:

@@ -21,6 +21,7 @@ from osml.runtime import (
     XGBoostScorer,
 )
 from osml.schema import Features, Priority
+from tests.support import SEED_FEATURES
 from training.calibration import fit_calibrator
 from training.candidates import CANDIDATES, TrainingSet
 from training.data.synthetic import generate
@@ -28,15 +29,6 @@ from training.features import build_training_frame
 from training.split import time_split
 
 pytestmark = pytest.mark.unit
-
-SEED_FEATURES = {
-    "priority": "HIGH",
-    "category": "TI",
-    "createdHour": 14,
-    "createdDayOfWeek": 2,
-    "hasAssignee": 1,
-    "dueInMinutes": 720,
-}
 
 
 @pytest.fixture(scope="module")
