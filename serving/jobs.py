@@ -26,10 +26,10 @@ def validate_dataset_ref(ref: str) -> None:
     validate_ref(ref)
 
 
-def known_candidates() -> set[str]:
-    from training.candidates import CANDIDATES
+def validate_candidates(names: Sequence[str]) -> None:
+    from training.candidates import validate
 
-    return {name for family in CANDIDATES.values() for name in family}
+    validate(names)
 
 
 class TrainingJobs:
@@ -70,15 +70,14 @@ class TrainingJobs:
             raise InvalidRequest(
                 f"invalid datasetRef: {exc}", errors=[{"field": "datasetRef", "message": str(exc), "type": "dataset"}]
             ) from exc
-        if candidates is not None:
-            unknown = sorted(set(candidates) - known_candidates())
-            if unknown:
-                message = f"unknown candidates {unknown}; known: {sorted(known_candidates())}"
-                raise InvalidRequest(
-                    message, errors=[{"field": "trainConfig.candidates", "message": message, "type": "candidates"}]
-                )
         config: dict[str, object] = {"testSize": test_size, "randomState": random_state}
         if candidates is not None:
+            try:
+                validate_candidates(candidates)
+            except ValueError as exc:
+                raise InvalidRequest(
+                    str(exc), errors=[{"field": "trainConfig.candidates", "message": str(exc), "type": "candidates"}]
+                ) from exc
             config["candidates"] = list(candidates)
         job = self.store.create(dataset_ref=dataset_ref, train_config=config, owner=self.owner)
         with self._lock:

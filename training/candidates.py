@@ -6,7 +6,7 @@ returns a scorer the runtime model wraps: SLA scorers give an uncalibrated score
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -176,6 +176,13 @@ CANDIDATES: dict[Task, dict[str, CandidateFit]] = {
     "sla": {"logistic_regression": _logistic_regression, "random_forest": _random_forest, "xgboost": _xgboost},
     "eta": {"random_forest": _random_forest, "hist_gradient_boosting": _hist_gradient_boosting, "xgboost": _xgboost},
 }
+
+
+def validate(names: Sequence[str]) -> None:
+    """ValueError unless every name is a known candidate and both tasks keep at least one (checked at submission,
+    so a job never fails later for it)."""
+    for task in CANDIDATES:
+        select(task, tuple(names))
 
 
 def select(task: Task, names: tuple[str, ...] | None) -> dict[str, CandidateFit]:

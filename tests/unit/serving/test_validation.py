@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import httpx
 import orjson
 import pytest
@@ -129,6 +131,24 @@ async def test_train_rejects_bad_bodies_naming_the_field(
     response = await client.post("/train", json=train_body, headers={"X-API-Key": ADMIN_KEY})
     assert response.status_code == 400
     assert fields_of(response) == [field]
+
+
+@pytest.mark.parametrize(
+    "candidates",
+    [
+        ["lightgbm"],
+        ["logistic_regression"],  # SLA only: ETA would have no candidate, refused now rather than as a failed job
+    ],
+)
+async def test_train_rejects_candidates_that_cannot_train_both_models(
+    client: httpx.AsyncClient, tmp_path: Path, candidates: list[str]
+) -> None:
+    dataset = tmp_path / "orders.csv"
+    dataset.write_text("id\n")
+    train_body = {"datasetRef": str(dataset), "trainConfig": {"candidates": candidates}}
+    response = await client.post("/train", json=train_body, headers={"X-API-Key": ADMIN_KEY})
+    assert response.status_code == 400
+    assert fields_of(response) == ["trainConfig.candidates"]
 
 
 async def test_activate_rejects_a_missing_model_version(client: httpx.AsyncClient) -> None:
