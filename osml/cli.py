@@ -21,6 +21,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "relay": ("worker.cli_relay", "publish outbox rows as ML_PREDICTION_READY"),
     "migrate": ("worker.cli_migrate", "apply the database migrations (orders_prediction, outbox)"),
     "simulate": ("worker.cli_simulate", "backend simulator: publish REQUESTED events, measure READY"),
+    "evaluate-live": ("worker.cli_evaluate_live", "live accuracy per model version from realised outcomes"),
 }
 
 

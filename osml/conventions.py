@@ -11,8 +11,10 @@ SLA_MODEL_NAME: Final = "os-sla-risk"
 ETA_MODEL_NAME: Final = "os-eta-minutes"
 MODEL_NAMES: Final = (SLA_MODEL_NAME, ETA_MODEL_NAME)
 PRODUCTION_ALIAS: Final = "production"
+CHALLENGER_ALIAS: Final = "challenger"
 PRODUCTION_STAGE: Final = "Production"
 EXPERIMENT_NAME: Final = "osml-training"
+LIVE_EXPERIMENT_NAME: Final = "osml-live"
 
 TAG_MODEL_VERSION: Final = "modelVersion"
 TAG_SCHEMA_VERSION: Final = "featuresSchemaVersion"

@@ -91,9 +91,14 @@ def find_pair(client: MlflowClient, model_version: str) -> ModelPair:
 
 def production_pair(client: MlflowClient) -> ModelPair | None:
     """The pair under the alias `production`, or None when there is none (or the two aliases disagree)."""
+    return aliased_pair(client, PRODUCTION_ALIAS)
+
+
+def aliased_pair(client: MlflowClient, alias: str) -> ModelPair | None:
+    """The pair under `alias` on both models, or None when there is none (or the two aliases disagree)."""
     try:
-        sla = client.get_model_version_by_alias(SLA_MODEL_NAME, PRODUCTION_ALIAS)
-        eta = client.get_model_version_by_alias(ETA_MODEL_NAME, PRODUCTION_ALIAS)
+        sla = client.get_model_version_by_alias(SLA_MODEL_NAME, alias)
+        eta = client.get_model_version_by_alias(ETA_MODEL_NAME, alias)
     except MlflowException as exc:
         if exc.error_code in {"RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE"}:
             return None

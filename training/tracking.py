@@ -22,20 +22,21 @@ def sqlite_artifact_root(tracking_uri: str) -> Path | None:
     return Path(tracking_uri[len(prefix) :]).parent / "artifacts"
 
 
-def ensure_experiment(client: MlflowClient, tracking_uri: str) -> str:
-    """The experiment id of `osml-training`, created when missing (with a local artifact root for SQLite)."""
-    existing = client.get_experiment_by_name(EXPERIMENT_NAME)
+def ensure_experiment(client: MlflowClient, tracking_uri: str, name: str = EXPERIMENT_NAME) -> str:
+    """The experiment id of `name` (`osml-training` by default), created when missing (with a local artifact root
+    for SQLite)."""
+    existing = client.get_experiment_by_name(name)
     if existing is not None:
         return str(existing.experiment_id)
     root = sqlite_artifact_root(tracking_uri)
     if root is not None:
         root.mkdir(parents=True, exist_ok=True)
     try:
-        return str(client.create_experiment(EXPERIMENT_NAME, artifact_location=root.as_uri() if root else None))
+        return str(client.create_experiment(name, artifact_location=root.as_uri() if root else None))
     except MlflowException as exc:  # another job created it meanwhile
         if exc.error_code != "RESOURCE_ALREADY_EXISTS":
             raise
-        created = client.get_experiment_by_name(EXPERIMENT_NAME)
+        created = client.get_experiment_by_name(name)
         if created is None:
             raise
         return str(created.experiment_id)

@@ -1,0 +1,58 @@
+"""One live evaluation (read, score, export, log) and the schedule that repeats it."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from datetime import UTC, datetime
+
+import pandas as pd
+from mlflow import MlflowClient
+
+from worker.live.accuracy import LiveFigures, live_figures
+from worker.live.outcomes import predictions_with_outcomes
+from worker.live.prometheus import LiveMetrics, LiveReport
+from worker.live.settings import LiveSettings
+from worker.live.tracking import log_live_figures, version_roles
+
+log = logging.getLogger("osml.worker.live")
+
+
+def score(settings: LiveSettings, *, as_of: datetime) -> list[LiveFigures]:
+    """Figures per model version and window as of `as_of` (reads both databases; no MLflow)."""
+    windows = settings.windows
+    joined = predictions_with_outcomes(
+        settings.database_url,
+        settings.outcomes_url,
+        settings.outcomes_table,
+        since=as_of - max(w.span for w in windows),
+        until=as_of,
+    )
+    return live_figures(joined, as_of=pd.Timestamp(as_of), windows=windows)
+
+
+def evaluate(settings: LiveSettings, client: MlflowClient, tracking_uri: str, *, as_of: datetime) -> LiveReport:
+    """Score, look up which version is production / challenger, and log the figures to MLflow."""
+    figures = score(settings, as_of=as_of)
+    report = LiveReport(evaluated_at=as_of, figures=figures, roles=version_roles(client))
+    log_live_figures(client, tracking_uri, figures, roles=report.roles, evaluated_at=as_of)
+    return report
+
+
+def run_schedule(
+    settings: LiveSettings, client: MlflowClient, tracking_uri: str, metrics: LiveMetrics, stop: threading.Event
+) -> None:
+    """Evaluate every `live_interval_s` until `stop`; a failed round is logged and counted, the next one retries."""
+    while not stop.is_set():
+        now = datetime.now(UTC)
+        try:
+            figures = score(settings, as_of=now)
+            roles = version_roles(client)
+            # Prometheus first: an MLflow outage must not hide the figures from the dashboard
+            metrics.collector.update(LiveReport(evaluated_at=now, figures=figures, roles=roles))
+            log_live_figures(client, tracking_uri, figures, roles=roles, evaluated_at=now)
+            log.info("live evaluation done", extra={"figures": len(figures)})
+        except Exception:  # any failure of a round (database, registry, tracking server): retried next round
+            metrics.failures.inc()
+            log.exception("live evaluation failed")
+        stop.wait(settings.live_interval_s)

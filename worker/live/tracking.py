@@ -1,0 +1,110 @@
+"""Live figures in MLflow: experiment `osml-live`, one run per model version per window, beside the training runs.
+
+Each evaluation adds a point to the run's metric history (step = minutes since the epoch of the evaluation
+instant), so the run's charts show live accuracy over time and the runs table its latest value. A run is created
+on the first evaluation of its (version, window); it copies the training run's test metrics as `offline_*` and
+links to it, so the live and the offline figures of a version sit side by side.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Iterable, Mapping
+from datetime import datetime
+from typing import Final
+
+from mlflow import MlflowClient
+from mlflow.entities import Metric, Run
+
+from osml import registry
+from osml.conventions import (
+    CHALLENGER_ALIAS,
+    EXPERIMENT_NAME,
+    LIVE_EXPERIMENT_NAME,
+    PRODUCTION_ALIAS,
+    TAG_MODEL_VERSION,
+)
+from training.tracking import ensure_experiment
+from worker.live.accuracy import LiveFigures
+
+log = logging.getLogger("osml.worker.live")
+
+TAG_WINDOW: Final = "liveWindow"
+TAG_ROLE: Final = "role"
+TAG_TRAINING_RUN: Final = "trainingRunId"
+RETIRED: Final = "retired"
+# what the training run reports on its test slice, under the names the live runs use too
+OFFLINE_METRICS: Final = ("auc", "brier", "calibration_error", "mae_minutes")
+
+
+def version_roles(client: MlflowClient) -> dict[str, str]:
+    """modelVersion -> `production` / `challenger`, from the registry aliases; other versions are `retired`."""
+    roles = {}
+    for alias in (CHALLENGER_ALIAS, PRODUCTION_ALIAS):  # production last: it wins if one pair carries both
+        pair = registry.aliased_pair(client, alias)
+        if pair is not None:
+            roles[pair.model_version] = alias
+    return roles
+
+
+def _training_run(client: MlflowClient, model_version: str) -> Run | None:
+    experiment = client.get_experiment_by_name(EXPERIMENT_NAME)
+    if experiment is None:
+        return None
+    runs = client.search_runs(
+        [experiment.experiment_id], filter_string=f"tags.{TAG_MODEL_VERSION} = '{model_version}'", max_results=1
+    )
+    return runs[0] if runs else None
+
+
+def _live_run(client: MlflowClient, experiment_id: str, model_version: str, window: str) -> str:
+    found = client.search_runs(
+        [experiment_id],
+        filter_string=f"tags.{TAG_MODEL_VERSION} = '{model_version}' and tags.{TAG_WINDOW} = '{window}'",
+        max_results=1,
+    )
+    if found:
+        return str(found[0].info.run_id)
+    training = _training_run(client, model_version)
+    note = f"Live accuracy of {model_version} on the predictions of the last {window} (docs/operations.md)."
+    tags = {TAG_MODEL_VERSION: model_version, TAG_WINDOW: window}
+    if training is not None:
+        tags[TAG_TRAINING_RUN] = training.info.run_id
+        link = f"#/experiments/{training.info.experiment_id}/runs/{training.info.run_id}"
+        note += f" Training run: [{training.info.run_name}]({link})."
+    run = client.create_run(experiment_id, run_name=f"{model_version} live {window}", tags=tags)
+    client.set_tag(run.info.run_id, "mlflow.note.content", note)
+    if training is not None:
+        now = int(time.time() * 1000)
+        offline = [
+            Metric(f"offline_{name}", training.data.metrics[name], now, 0)
+            for name in OFFLINE_METRICS
+            if name in training.data.metrics
+        ]
+        client.log_batch(run.info.run_id, metrics=offline)
+    return str(run.info.run_id)
+
+
+def log_live_figures(
+    client: MlflowClient,
+    tracking_uri: str,
+    figures: Iterable[LiveFigures],
+    *,
+    roles: Mapping[str, str],
+    evaluated_at: datetime,
+) -> dict[tuple[str, str], str]:
+    """Log each (version, window) to its run; returns the run ids by (version, window)."""
+    experiment_id = ensure_experiment(client, tracking_uri, LIVE_EXPERIMENT_NAME)
+    timestamp = int(evaluated_at.timestamp() * 1000)
+    step = int(evaluated_at.timestamp() // 60)
+    runs = {}
+    for figure in figures:
+        run_id = _live_run(client, experiment_id, figure.model_version, figure.window)
+        metrics = [Metric(name, value, timestamp, step) for name, value in figure.metrics().items()]
+        client.log_batch(run_id, metrics=metrics)
+        client.set_tag(run_id, TAG_ROLE, roles.get(figure.model_version, RETIRED))
+        client.set_terminated(run_id, end_time=timestamp)
+        runs[(figure.model_version, figure.window)] = run_id
+    log.info("live figures logged to MLflow", extra={"runs": len(runs), "experiment": LIVE_EXPERIMENT_NAME})
+    return runs
