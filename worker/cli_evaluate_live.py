@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import signal
+import sys
 import threading
 from datetime import UTC, datetime
 from typing import Any
@@ -19,6 +20,7 @@ from prometheus_client import start_http_server
 from osml.conventions import tracking_uri
 from osml.logs import configure_logging
 from worker.live.evaluator import evaluate, run_schedule
+from worker.live.outcomes import OutcomesTableError
 from worker.live.prometheus import LiveMetrics, LiveReport
 from worker.live.settings import LiveSettings
 
@@ -61,16 +63,23 @@ def _print(report: LiveReport, *, as_json: bool) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.loop and args.as_of is not None:
+        print(
+            "osml evaluate-live: --as-of evaluates one past instant; it does not combine with --loop", file=sys.stderr
+        )
+        return 2
     settings = LiveSettings()
     configure_logging(settings.log_level)
     uri = tracking_uri()
     client = MlflowClient(tracking_uri=uri, registry_uri=uri)
     if not args.loop:
-        report = evaluate(settings, client, uri, as_of=args.as_of or datetime.now(UTC))
+        try:
+            report = evaluate(settings, client, uri, as_of=args.as_of or datetime.now(UTC))
+        except OutcomesTableError as exc:
+            print(f"osml evaluate-live: {exc}", file=sys.stderr)
+            return 2
         _print(report, as_json=args.json)
         return 0
-    if args.as_of is not None:
-        raise SystemExit("--as-of evaluates one past instant; it does not combine with --loop")
     metrics = LiveMetrics()
     start_http_server(settings.live_metrics_port, addr=settings.live_metrics_host, registry=metrics.registry)
     stop = threading.Event()
