@@ -39,6 +39,7 @@ SETTINGS_BY_COMMAND = {
     "relay": "worker.settings:WorkerSettings",
     "migrate": "worker.settings:WorkerSettings",
     "simulate": "worker.settings:WorkerSettings",
+    "evaluate-live": "worker.live.settings:LiveSettings",
 }
 # variables read by libraries rather than by our settings classes
 LIBRARY_ENV = {
@@ -329,3 +330,44 @@ def test_shell_scripts_parse() -> None:
     for script in scripts:
         result = subprocess.run(["sh", "-n", str(REPO_ROOT / script)], capture_output=True, text=True, check=False)
         assert result.returncode == 0, f"{script}: {result.stderr}"
+
+
+def test_live_evaluator_serves_the_port_prometheus_scrapes() -> None:
+    env = resolved_environment("live-evaluator")
+    port = int(env["OSML_LIVE_METRICS_PORT"])
+    assert env["OSML_LIVE_METRICS_HOST"] == "0.0.0.0"
+    assert healthcheck_port("live-evaluator") == port
+    assert f"live-evaluator:{port}" in scrape_targets()
+    assert SERVICES["live-evaluator"]["command"] == ["evaluate-live", "--loop"]
+    tracking = urlsplit(env["MLFLOW_TRACKING_URI"])
+    assert (tracking.hostname, tracking.port) == ("mlflow", int(resolved_environment("mlflow")["MLFLOW_PORT"]))
+
+
+def scrape_targets() -> set[str]:
+    config = yaml.safe_load((REPO_ROOT / "infra/prometheus/prometheus.yml").read_text())
+    return {t for job in config["scrape_configs"] for group in job["static_configs"] for t in group["targets"]}
+
+
+def test_prometheus_scrapes_the_facade_worker_relay_and_live_evaluator() -> None:
+    targets = scrape_targets()
+    hosts = {t.partition(":")[0] for t in targets}
+    assert hosts == {"facade", "worker", "relay", "live-evaluator"}
+    assert hosts <= SERVICES.keys()
+    assert f"facade:{resolved_environment('facade')['OSML_PORT']}" in targets
+    mounts = [str(v) for v in SERVICES["prometheus"]["volumes"]]
+    assert "./infra/prometheus/prometheus.yml:/etc/prometheus/prometheus.yml:ro" in mounts
+    assert "--config.file=/etc/prometheus/prometheus.yml" in SERVICES["prometheus"]["command"]
+
+
+def test_grafana_is_provisioned_with_prometheus_and_the_dashboard() -> None:
+    mounts = {target: source for source, target, *_ in (str(v).split(":") for v in SERVICES["grafana"]["volumes"])}
+    assert mounts["/etc/grafana/provisioning"] == "./infra/grafana/provisioning"
+    provisioning = REPO_ROOT / "infra/grafana/provisioning"
+    (datasource,) = yaml.safe_load((provisioning / "datasources/prometheus.yml").read_text())["datasources"]
+    prometheus_port = container_ports("prometheus").pop()
+    assert urlsplit(datasource["url"])[1:3] == (f"prometheus:{prometheus_port}", "")
+    (provider,) = yaml.safe_load((provisioning / "dashboards/osml.yml").read_text())["providers"]
+    assert mounts[provider["options"]["path"]] == "./infra/grafana/dashboards"
+    dashboard = json.loads((REPO_ROOT / "infra/grafana/dashboards/osml.json").read_text())
+    used = {t["datasource"]["uid"] for p in dashboard["panels"] for t in p.get("targets", [])}
+    assert used == {datasource["uid"]}
