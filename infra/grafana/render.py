@@ -65,24 +65,48 @@ def _no_data(ax: Axes, panel: dict[str, Any]) -> None:
     ax.set_yticks([])
 
 
+def _right_axis_series(panel: dict[str, Any]) -> set[str]:
+    """Series the panel's overrides move to a right-hand axis (a second unit, e.g. seconds beside a share)."""
+    return {
+        str(o["matcher"]["options"])
+        for o in panel["fieldConfig"].get("overrides", [])
+        if {"id": "custom.axisPlacement", "value": "right"} in o.get("properties", [])
+    }
+
+
 def _timeseries(ax: Axes, panel: dict[str, Any], client: httpx.Client, window: str, start: float, end: float) -> None:
-    drawn = False
+    right = _right_axis_series(panel)
+    twin: Axes | None = None
+    drawn = 0
     for target in panel["targets"]:
         params = {"query": _expr(target, window), "start": start, "end": end, "step": max(5, int((end - start) / 240))}
         for series in _query(client, "/api/v1/query_range", params):
             points = [(float(t), float(v)) for t, v in series["values"] if v not in ("NaN", "+Inf", "-Inf")]
-            if points:
-                xs = [(t - end) / 60 for t, _ in points]
-                ax.plot(xs, [v for _, v in points], linewidth=1, label=_legend(target, series["metric"]))
-                drawn = True
+            if not points:
+                continue
+            label = _legend(target, series["metric"])
+            axis = ax
+            if label in right:
+                twin = twin or ax.twinx()
+                axis = twin
+            colour = f"C{drawn % 10}"
+            axis.plot(
+                [(t - end) / 60 for t, _ in points], [v for _, v in points], linewidth=1, label=label, color=colour
+            )
+            drawn += 1
     if not drawn:
         _no_data(ax, panel)
         return
     for value, colour in _thresholds(panel):
         ax.axhline(value, color=_COLOURS.get(colour, "#999999"), linestyle="--", linewidth=0.7)
     ax.set_xlabel("minutes", fontsize=6)
+    handles, labels = ax.get_legend_handles_labels()
+    if twin is not None:
+        twin.tick_params(labelsize=6)
+        more = twin.get_legend_handles_labels()
+        handles, labels = handles + more[0], labels + more[1]
     ax.tick_params(labelsize=6)
-    ax.legend(fontsize=5, loc="upper left", framealpha=0.6)
+    ax.legend(handles, labels, fontsize=5, loc="upper left", framealpha=0.6)
 
 
 def _instant(ax: Axes, panel: dict[str, Any], client: httpx.Client, window: str, end: float) -> None:
@@ -111,7 +135,7 @@ def render(prometheus: str, out: Path, *, window: str, minutes: float) -> None:
     panels = dashboard["panels"]
     height = max(p["gridPos"]["y"] + p["gridPos"]["h"] for p in panels)
     figure = plt.figure(figsize=(22, height * 0.42))
-    grid = figure.add_gridspec(height, 24, hspace=1.6, wspace=1.2)
+    grid = figure.add_gridspec(height, 24, hspace=1.8, wspace=1.2, top=0.96, bottom=0.02)
     end = time.time()
     start = end - minutes * 60
     with httpx.Client(base_url=prometheus, timeout=30) as client:
@@ -121,7 +145,7 @@ def render(prometheus: str, out: Path, *, window: str, minutes: float) -> None:
             title = str(panel["title"]).replace("$window", window)
             if panel["type"] == "row":
                 ax.axis("off")
-                ax.text(0, 0.2, title, fontsize=11, weight="bold", transform=ax.transAxes)
+                ax.text(0, 0.6, title, fontsize=11, weight="bold", transform=ax.transAxes)
                 continue
             ax.set_title(title, fontsize=8, loc="left")
             if panel["type"] == "timeseries":
