@@ -357,6 +357,9 @@ def test_prometheus_scrapes_the_facade_worker_relay_and_live_evaluator() -> None
     mounts = [str(v) for v in SERVICES["prometheus"]["volumes"]]
     assert "./infra/prometheus/prometheus.yml:/etc/prometheus/prometheus.yml:ro" in mounts
     assert "--config.file=/etc/prometheus/prometheus.yml" in SERVICES["prometheus"]["command"]
+    config = yaml.safe_load((REPO_ROOT / "infra/prometheus/prometheus.yml").read_text())
+    for rule_file in config["rule_files"]:
+        assert f"./infra/prometheus/{Path(rule_file).name}:{rule_file}:ro" in mounts
 
 
 def test_grafana_is_provisioned_with_prometheus_and_the_dashboard() -> None:

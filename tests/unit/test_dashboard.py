@@ -1,5 +1,5 @@
-"""The Grafana dashboard against the code and docs/operations.md: every metric it queries is documented, every
-metric the facade and the live evaluator export is documented, and the panels tile the grid."""
+"""The Grafana dashboard and the alert rules against the code and docs/operations.md: every metric they query is
+documented, every metric the facade and the live evaluator export is documented, and the panels tile the grid."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pytest
+import yaml
 from prometheus_client import CollectorRegistry
 
 from serving.metrics import ServingMetrics
@@ -40,6 +41,13 @@ def _exported(registry: CollectorRegistry) -> set[str]:
 
 def test_every_metric_the_dashboard_queries_is_documented() -> None:
     assert _queried() - _documented() == set()
+
+
+def test_every_metric_the_alert_rules_query_is_documented() -> None:
+    rules = yaml.safe_load((REPO_ROOT / "infra/prometheus/alerts.yml").read_text())
+    exprs = [rule["expr"] for group in rules["groups"] for rule in group["rules"]]
+    names = {re.sub(r"_bucket$", "", m) for expr in exprs for m in METRIC.findall(expr)}
+    assert names and names - _documented() == set()
 
 
 def test_every_metric_the_facade_and_the_live_evaluator_export_is_documented_and_on_the_dashboard() -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Callable
 from datetime import UTC, datetime
 
 import pandas as pd
@@ -31,10 +32,20 @@ def score(settings: LiveSettings, *, as_of: datetime) -> list[LiveFigures]:
     return live_figures(joined, as_of=pd.Timestamp(as_of), windows=windows)
 
 
-def evaluate(settings: LiveSettings, client: MlflowClient, tracking_uri: str, *, as_of: datetime) -> LiveReport:
-    """Score, look up which version is production / challenger, and log the figures to MLflow."""
+def evaluate(
+    settings: LiveSettings,
+    client: MlflowClient,
+    tracking_uri: str,
+    *,
+    as_of: datetime,
+    publish: Callable[[LiveReport], None] | None = None,
+) -> LiveReport:
+    """Score, look up which version is production / challenger, hand the report to `publish` (Prometheus), then
+    log it to MLflow: published first, so that a tracking-server outage does not hide the figures."""
     figures = score(settings, as_of=as_of)
     report = LiveReport(evaluated_at=as_of, figures=figures, roles=version_roles(client))
+    if publish is not None:
+        publish(report)
     log_live_figures(client, tracking_uri, figures, roles=report.roles, evaluated_at=as_of)
     return report
 
@@ -44,14 +55,9 @@ def run_schedule(
 ) -> None:
     """Evaluate every `live_interval_s` until `stop`; a failed round is logged and counted, the next one retries."""
     while not stop.is_set():
-        now = datetime.now(UTC)
         try:
-            figures = score(settings, as_of=now)
-            roles = version_roles(client)
-            # Prometheus first: an MLflow outage must not hide the figures from the dashboard
-            metrics.collector.update(LiveReport(evaluated_at=now, figures=figures, roles=roles))
-            log_live_figures(client, tracking_uri, figures, roles=roles, evaluated_at=now)
-            log.info("live evaluation done", extra={"figures": len(figures)})
+            report = evaluate(settings, client, tracking_uri, as_of=datetime.now(UTC), publish=metrics.collector.update)
+            log.info("live evaluation done", extra={"figures": len(report.figures)})
         except Exception:  # any failure of a round (database, registry, tracking server): retried next round
             metrics.failures.inc()
             log.exception("live evaluation failed")
