@@ -21,7 +21,7 @@ from aio_pika.abc import AbstractChannel, AbstractConnection
 from aio_pika.exceptions import CONNECTION_EXCEPTIONS
 from pamqp import commands as spec
 
-from worker.resilience import Backoff, StopRequested, retrying
+from worker.resilience import Backoff, StopRequested, retry_transient
 from worker.topology import Topology, declare
 
 PERSISTENT: Final = 2
@@ -117,4 +117,6 @@ async def reconnecting(run_session: Callable[[], Awaitable[None]], *, backoff: B
     (unacked messages go back to the queue and are recognised when they return). A session returns only once
     `stop` is set."""
     with contextlib.suppress(StopRequested):
-        await retrying(backoff, what="broker connection", stop=stop, on=CONNECTION_EXCEPTIONS)(run_session)
+        await retry_transient(
+            run_session, backoff=backoff, what="broker connection", stop=stop, on=CONNECTION_EXCEPTIONS
+        )

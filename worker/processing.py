@@ -16,7 +16,7 @@ from datetime import UTC, datetime
 
 from worker.events import InvalidEvent, PredictionRequested, parse_requested, ready_for
 from worker.facade_client import FacadeClient, FacadeMalformed, FacadeRejected, Prediction, PredictItem
-from worker.resilience import Backoff, retry_transient, retrying
+from worker.resilience import Backoff, retry_transient
 from worker.store import PredictionRecord, PredictionStore, StoreRejected, eta_whole_minutes, sla_risk_4dp
 from worker.topology import READY_KEY
 
@@ -141,19 +141,17 @@ class BatchProcessor:
 
     async def _predict_one(self, event: PredictionRequested, gate: asyncio.Semaphore) -> Prediction | DeadLetter:
         item = _item(event)
-        malformed = retrying(
-            self._backoff,
-            what="/predict malformed answer",
-            stop=self._stop,
-            on=(FacadeMalformed,),
-            attempts=MALFORMED_ATTEMPTS,
-        )
         async with gate:
             try:
-                return await malformed(
+                return await retry_transient(
                     lambda: retry_transient(
                         lambda: self._facade.predict(item), backoff=self._backoff, what="/predict", stop=self._stop
-                    )
+                    ),
+                    backoff=self._backoff,
+                    what="/predict malformed answer",
+                    stop=self._stop,
+                    on=(FacadeMalformed,),
+                    attempts=MALFORMED_ATTEMPTS,
                 )
             except FacadeRejected as exc:
                 return DeadLetter("invalid_features", exc.detail, event_id=event.eventId, order_id=event.orderId)

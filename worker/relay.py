@@ -114,6 +114,7 @@ class OutboxRelay:
             log.info("outbox rows published", extra={"count": len(sent)})
         if returned := len(rows) - len(sent):
             UNROUTABLE.inc(returned)
+            await self.refresh_backlog()  # the retry loop holds the relay here until a queue takes them
             raise TransientError(
                 f"{returned} READY returned by the broker: no queue is bound to {EXCHANGE!r} for them; kept unsent"
             )

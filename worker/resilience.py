@@ -58,16 +58,18 @@ async def stopped_within(stop: asyncio.Event, seconds: float) -> bool:
     return True
 
 
-def retrying(
-    backoff: Backoff,
+async def retry_transient(
+    call: Callable[[], Awaitable[T]],
     *,
+    backoff: Backoff,
     what: str,
     stop: asyncio.Event | None = None,
     on: tuple[type[BaseException], ...] = (TransientError,),
     attempts: int | None = None,
-) -> AsyncRetrying:
-    """A tenacity policy: retry the exceptions `on` with `backoff`, `attempts` times in all (None: until it
-    passes), re-raising the last failure; each wait ends early with StopRequested when `stop` is set."""
+) -> T:
+    """Run `call` until it succeeds, retrying the exceptions `on` with `backoff` (tenacity), `attempts` times in
+    all or, by default, without end: a transient failure must never turn into a dead letter. The last failure is
+    re-raised when attempts run out; other exceptions propagate; StopRequested when `stop` is set while waiting."""
 
     async def sleep(seconds: float) -> None:
         if stop is None:
@@ -90,7 +92,7 @@ def retrying(
             },
         )
 
-    return AsyncRetrying(
+    policy = AsyncRetrying(
         retry=retry_if_exception_type(on),
         wait=backoff.delay,
         stop=stop_never if attempts is None else stop_after_attempt(attempts),
@@ -99,13 +101,10 @@ def retrying(
         reraise=True,
     )
 
+    async def attempt() -> T:  # a coroutine function: tenacity tells async calls from sync ones by that
+        return await call()
 
-async def retry_transient(
-    call: Callable[[], Awaitable[T]], *, backoff: Backoff, what: str, stop: asyncio.Event | None = None
-) -> T:
-    """Run `call` until it succeeds; TransientError means wait and try again (never give up: a transient failure
-    must not turn into a dead letter). Other exceptions propagate; StopRequested when `stop` is set while waiting."""
-    return await retrying(backoff, what=what, stop=stop)(call)
+    return await policy(attempt)
 
 
 class BreakerState(StrEnum):

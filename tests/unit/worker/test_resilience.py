@@ -15,7 +15,6 @@ from worker.resilience import (
     StopRequested,
     TransientError,
     retry_transient,
-    retrying,
 )
 
 pytestmark = pytest.mark.unit
@@ -133,7 +132,7 @@ async def test_retry_transient_gives_up_only_when_stop_is_requested() -> None:
     assert attempts == 5
 
 
-async def test_a_bounded_policy_gives_up_with_the_last_failure_and_counts_its_retries() -> None:
+async def test_a_bounded_retry_gives_up_with_the_last_failure_and_counts_its_retries() -> None:
     attempts = 0
 
     async def malformed() -> None:
@@ -143,9 +142,10 @@ async def test_a_bounded_policy_gives_up_with_the_last_failure_and_counts_its_re
 
     retries = lambda: REGISTRY.get_sample_value("osml_retries_total", {"what": "bounded"}) or 0.0  # noqa: E731
     before = retries()
-    policy = retrying(Backoff(initial=0.001, maximum=0.002), what="bounded", on=(ValueError,), attempts=3)
     with pytest.raises(ValueError, match="answer 3"):
-        await policy(malformed)
+        await retry_transient(
+            malformed, backoff=Backoff(initial=0.001, maximum=0.002), what="bounded", on=(ValueError,), attempts=3
+        )
     assert attempts == 3
     assert retries() - before == 2
 
@@ -160,3 +160,10 @@ def test_breaker_reports_each_transition() -> None:
     breaker.before_call()
     breaker.record_success()
     assert seen == [BreakerState.CLOSED, BreakerState.OPEN, BreakerState.HALF_OPEN, BreakerState.CLOSED]
+
+
+async def test_retry_transient_awaits_what_a_plain_lambda_returns() -> None:
+    async def answer() -> str:
+        return "ok"
+
+    assert await retry_transient(lambda: answer(), backoff=Backoff(initial=0.001, maximum=0.002), what="t") == "ok"
