@@ -10,6 +10,7 @@ import asyncio
 import json
 import subprocess
 import threading
+import time
 from collections.abc import Coroutine, Iterator
 from concurrent.futures import Future
 from contextlib import contextmanager
@@ -282,17 +283,18 @@ class Pipeline:
     def wait_rows(self, n: int, timeout: float = DEADLINE_S) -> None:
         wait_until(lambda: self.rows() == n, timeout=timeout, what=f"{n} predictions stored (have {self.rows()})")
 
-    def wait_settled(self, expected_rows: int) -> None:
-        """Every message consumed and acked, every prediction stored and every outbox row sent."""
-        self.wait_rows(expected_rows)
+    def wait_settled(self, expected_rows: int, timeout: float = DEADLINE_S) -> None:
+        """Every message consumed and acked, every prediction stored and every outbox row sent, within `timeout`."""
+        deadline = time.monotonic() + timeout
+        self.wait_rows(expected_rows, timeout=timeout)
         wait_until(
             lambda: queue_depth(self.vhost, REQUESTED_QUEUE) == 0,
-            timeout=DEADLINE_S,
+            timeout=max(0.0, deadline - time.monotonic()),
             what="the REQUESTED queue drained and acked",
         )
         wait_until(
             lambda: self.scalar("SELECT count(*) FROM outbox WHERE sent_at IS NULL") == 0,
-            timeout=DEADLINE_S,
+            timeout=max(0.0, deadline - time.monotonic()),
             what="outbox fully relayed",
         )
 
@@ -306,7 +308,10 @@ class Pipeline:
 
 
 @contextmanager
-def _pipeline(amqp_url: str, database_url: str, facade: Facade, workdir: Path, *, collect: bool) -> Iterator[Pipeline]:
+def open_pipeline(
+    amqp_url: str, database_url: str, facade: Facade, workdir: Path, *, collect: bool = True
+) -> Iterator[Pipeline]:
+    """A pipeline on that vhost and database; `collect`: bind the backend's READY queue from the start."""
     broker = Broker(amqp_url, collect=collect)
     pipe = Pipeline(amqp_url=amqp_url, database_url=database_url, facade=facade, workdir=workdir, broker=broker)
     try:
@@ -319,14 +324,14 @@ def _pipeline(amqp_url: str, database_url: str, facade: Facade, workdir: Path, *
 @pytest.fixture
 def pipeline(amqp_url: str, pg_database: str, facade: Facade, tmp_path: Path) -> Iterator[Pipeline]:
     """The pipeline of one test; the backend's READY queue is bound from the start."""
-    with _pipeline(amqp_url, pg_database, facade, tmp_path, collect=True) as pipe:
+    with open_pipeline(amqp_url, pg_database, facade, tmp_path, collect=True) as pipe:
         yield pipe
 
 
 @pytest.fixture
 def pipeline_without_ready_queue(amqp_url: str, pg_database: str, facade: Facade, tmp_path: Path) -> Iterator[Pipeline]:
     """A pipeline whose backend has not bound its READY queue yet (`pipe.broker.collect_ready()` binds it)."""
-    with _pipeline(amqp_url, pg_database, facade, tmp_path, collect=False) as pipe:
+    with open_pipeline(amqp_url, pg_database, facade, tmp_path, collect=False) as pipe:
         yield pipe
 
 
