@@ -106,6 +106,14 @@ def test_facade_down_for_ten_seconds_holds_events_until_it_returns(pipeline: Pip
         asyncio.run(asyncio.sleep(10))  # the outage itself, not a synchronisation
         assert pipeline.rows() == 300
         assert worker.poll() is None
+        # visible on /metrics: the breaker open (or probing) and the retries counted
+        during = pipeline.metrics(worker)
+        breaker = {
+            state: during[("osml_worker_facade_breaker", (("osml_worker_facade_breaker", state),))]
+            for state in ("closed", "open", "half_open")
+        }
+        assert breaker["closed"] == 0 and breaker["open"] + breaker["half_open"] == 1
+        assert during[("osml_retries_total", (("what", "/predict/batch"),))] > 0
         assert pipeline.broker.ready_count(DEAD_LETTER_QUEUE) == 0
         assert queue_depth(pipeline.vhost, REQUESTED_QUEUE) == 700  # held (unacked or waiting), not dropped
     finally:
