@@ -12,7 +12,7 @@ from __future__ import annotations
 from enum import StrEnum
 from typing import Annotated, Any, Final
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 
 class Priority(StrEnum):
@@ -27,7 +27,18 @@ PRIORITY_RANK: Final[dict[str, int]] = {p.value: i for i, p in enumerate(Priorit
 # Bounds keep absurd values out without rejecting real ones: ~19 years either way in minutes.
 _MAX_MINUTES: Final = 10_000_000
 Minutes = Annotated[float, Field(ge=-_MAX_MINUTES, le=_MAX_MINUTES, allow_inf_nan=False)]
-ContextText = Annotated[str, Field(min_length=1, max_length=200)]
+
+
+def _storable(text: str) -> str:
+    """PostgreSQL text and jsonb cannot hold NUL: refused here, at the edge, rather than by the database after the
+    prediction. (pydantic itself refuses unpaired surrogates, which have no UTF-8 form.)"""
+    if "\x00" in text:
+        raise ValueError("must not contain the NUL character")
+    return text
+
+
+Text = Annotated[str, Field(min_length=1, max_length=200), AfterValidator(_storable)]
+ContextText = Text  # schema 2's context fields
 
 
 class Features(BaseModel):
@@ -36,7 +47,7 @@ class Features(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     priority: Priority
-    category: Annotated[str, Field(min_length=1, max_length=200)]
+    category: Text
     createdHour: Annotated[int, Field(ge=0, le=23)]
     createdDayOfWeek: Annotated[int, Field(ge=0, le=6, description="Monday = 0")]
     hasAssignee: Annotated[int, Field(ge=0, le=1)]

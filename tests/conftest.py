@@ -42,4 +42,4 @@ def mlflow_tracking_server(session_workdir: Path) -> Iterator[services.MlflowSer
         yield server
 
 
-pytest_plugins = ["tests.conftest_training"]
+pytest_plugins = ["tests.conftest_training", "tests.conftest_worker"]

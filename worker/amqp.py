@@ -9,7 +9,7 @@ a small machine. A lost connection ends a session; the caller reconnects (no hid
 from __future__ import annotations
 
 import asyncio
-import logging
+import contextlib
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -21,7 +21,7 @@ from aio_pika.abc import AbstractChannel, AbstractConnection
 from aio_pika.exceptions import CONNECTION_EXCEPTIONS
 from pamqp import commands as spec
 
-from worker.resilience import Backoff, StopRequested, stopped_within
+from worker.resilience import Backoff, StopRequested, retry_transient
 from worker.topology import Topology, declare
 
 PERSISTENT: Final = 2
@@ -33,6 +33,10 @@ Delivery = aiormq.abc.DeliveredMessage
 
 class PublishNotConfirmed(ConnectionError):
     """The broker nacked a publish (or it timed out): treated like a lost connection, i.e. retried."""
+
+
+class Unroutable(Exception):
+    """A mandatory publish that no queue took: the broker returned it (and then confirmed it)."""
 
 
 @dataclass(frozen=True)
@@ -57,7 +61,7 @@ async def session(url: str, *, name: str, prefetch: int | None = None) -> AsyncI
         channel = await connection.channel(publisher_confirms=True)
         if prefetch is not None:
             await channel.set_qos(prefetch_count=prefetch)
-        topology = await declare(channel)
+        topology = await declare(connection, channel)
         yield Session(connection, channel, await channel.get_underlay_channel(), topology)
     finally:
         await connection.close()
@@ -80,33 +84,39 @@ def json_properties(
 
 
 async def publish_confirmed(
-    raw: RawChannel, body: bytes, *, exchange: str, routing_key: str, properties: spec.Basic.Properties
+    raw: RawChannel,
+    body: bytes,
+    *,
+    exchange: str,
+    routing_key: str,
+    properties: spec.Basic.Properties,
+    mandatory: bool = False,
 ) -> None:
-    """Publish and wait for the broker's confirm; PublishNotConfirmed on a nack or timeout."""
+    """Publish and wait for the broker's confirm; PublishNotConfirmed on a nack or timeout, Unroutable when a
+    `mandatory` message reached no queue (the broker confirms those too: without `mandatory` they vanish)."""
     try:
         confirmation = await raw.basic_publish(
-            body, exchange=exchange, routing_key=routing_key, properties=properties, timeout=PUBLISH_TIMEOUT_S
+            body,
+            exchange=exchange,
+            routing_key=routing_key,
+            properties=properties,
+            mandatory=mandatory,
+            timeout=PUBLISH_TIMEOUT_S,
         )
     except TimeoutError as exc:
         raise PublishNotConfirmed(f"no confirm within {PUBLISH_TIMEOUT_S}s") from exc
+    # aiormq resolves a returned message's confirmation with the message itself (it matches it by message_id)
+    if isinstance(confirmation, Delivery):
+        raise Unroutable(f"no queue is bound to {exchange!r} for {routing_key!r}")
     if not isinstance(confirmation, spec.Basic.Ack):
         raise PublishNotConfirmed(f"broker answered {confirmation!r}")
 
 
-async def reconnecting(
-    run_session: Callable[[], Awaitable[None]], *, backoff: Backoff, stop: asyncio.Event, log: logging.Logger
-) -> None:
+async def reconnecting(run_session: Callable[[], Awaitable[None]], *, backoff: Backoff, stop: asyncio.Event) -> None:
     """Run broker sessions until `stop`: a lost connection is retried with backoff, growing to its ceiling
     (unacked messages go back to the queue and are recognised when they return). A session returns only once
     `stop` is set."""
-    attempt = 0
-    while not stop.is_set():
-        try:
-            await run_session()
-        except StopRequested:
-            return
-        except CONNECTION_EXCEPTIONS as exc:
-            wait = backoff.delay(attempt)
-            attempt += 1
-            log.warning("broker connection lost, reconnecting", extra={"error": repr(exc), "retryIn": wait})
-            await stopped_within(stop, wait)
+    with contextlib.suppress(StopRequested):
+        await retry_transient(
+            run_session, backoff=backoff, what="broker connection", stop=stop, on=CONNECTION_EXCEPTIONS
+        )

@@ -8,16 +8,35 @@ import contextlib
 import logging
 from typing import Final
 
+from prometheus_client import Counter
+from prometheus_client import Enum as EnumMetric
+
 from worker.amqp import Delivery, RawChannel, json_properties, publish_confirmed, reconnecting, session
-from worker.facade_client import FacadeClient
+from worker.facade_client import FacadeAuthRejected, FacadeClient, FacadeRejected
+from worker.metrics import serve_metrics
 from worker.migrate import migrated_on_start
 from worker.processing import BatchProcessor, DeadLetter
-from worker.resilience import Backoff, CircuitBreaker
+from worker.resilience import Backoff, BreakerState, CircuitBreaker, StopRequested, retry_transient
 from worker.settings import WorkerSettings
 from worker.store import PredictionStore
-from worker.topology import DEAD_LETTER_QUEUE, DETAIL_HEADER, REASON_HEADER, REQUESTED_QUEUE
+from worker.topology import (
+    CLASSIC_REQUESTED_QUEUE,
+    DEAD_LETTER_QUEUE,
+    DETAIL_HEADER,
+    REASON_HEADER,
+    REQUESTED_QUEUE,
+)
 
 log = logging.getLogger(__name__)
+
+CONSUMED = Counter("osml_worker_events_consumed", "REQUESTED messages processed and acked (dead letters included)")
+DEAD_LETTERED = Counter("osml_worker_dead_lettered", "REQUESTED messages sent to the DLQ, by reason", ["reason"])
+BREAKER_STATE = EnumMetric(
+    "osml_worker_facade_breaker", "state of the circuit breaker in front of the facade", states=list(BreakerState)
+)
+
+# the exit status of a worker whose API key the facade refuses: a supervisor sees it, and restarting cannot help
+EXIT_AUTH_REJECTED: Final = 3
 
 _MAX_DETAIL: Final = 1000
 _IDLE_CHECK_S: Final = 0.5  # how often an idle worker looks at its stop flag and connection
@@ -59,6 +78,7 @@ class Inbox:
 
 
 async def dead_letter(raw: RawChannel, message: Delivery, letter: DeadLetter) -> None:
+    DEAD_LETTERED.labels(reason=letter.reason).inc()
     properties = message.header.properties
     log.warning(
         "event dead-lettered",
@@ -92,6 +112,9 @@ async def consume(settings: WorkerSettings, processor: BatchProcessor, stop: asy
     async with session(settings.broker_url, name="osml-worker", prefetch=settings.worker_prefetch) as amqp:
         inbox = Inbox(size=settings.worker_batch_size, linger_s=settings.worker_batch_linger_s)
         await amqp.raw.basic_consume(REQUESTED_QUEUE, inbox.put, no_ack=False)
+        if amqp.topology.classic_backlog:
+            # events left in the classic queue of an earlier release: same channel, so one ack settles both
+            await amqp.raw.basic_consume(CLASSIC_REQUESTED_QUEUE, inbox.put, no_ack=False)
         log.info(
             "worker consuming",
             extra={
@@ -118,27 +141,52 @@ async def consume(settings: WorkerSettings, processor: BatchProcessor, stop: asy
             last_tag = batch[-1].delivery_tag
             assert last_tag is not None
             await amqp.raw.basic_ack(last_tag, multiple=True)
+            CONSUMED.inc(len(batch))
 
 
-async def run_worker(settings: WorkerSettings, stop: asyncio.Event) -> None:
+async def facade_accepts_our_key(facade: FacadeClient, backoff: Backoff, stop: asyncio.Event) -> None:
+    """Before taking any message: wait for the facade, and learn whether it accepts our key (FacadeAuthRejected
+    if not). An empty batch is the cheapest call that passes the key check: the facade answers it with a 400."""
+    with contextlib.suppress(FacadeRejected):
+        await retry_transient(lambda: facade.predict_batch([]), backoff=backoff, what="facade check", stop=stop)
+
+
+async def run_worker(settings: WorkerSettings, stop: asyncio.Event) -> int:
+    """The worker until `stop`; its exit status (EXIT_AUTH_REJECTED when the facade refuses our API key)."""
+    serve_metrics(settings.metrics_host, settings.worker_metrics_port)
     backoff = Backoff(initial=settings.retry_initial_s, maximum=settings.retry_max_s)
     if not await migrated_on_start(
         settings.database_url, enabled=settings.migrate_on_start, backoff=backoff, stop=stop
     ):
-        return
+        return 0
     facade = FacadeClient(
         base_url=settings.facade_url,
         api_key=settings.predict_api_key.get_secret_value() if settings.predict_api_key else None,
         timeout_s=settings.facade_timeout_s,
-        breaker=CircuitBreaker(failure_threshold=settings.breaker_failure_threshold, reset_s=settings.breaker_reset_s),
+        breaker=CircuitBreaker(
+            failure_threshold=settings.breaker_failure_threshold,
+            reset_s=settings.breaker_reset_s,
+            on_change=lambda state: BREAKER_STATE.state(state),
+        ),
     )
     store = PredictionStore(settings.database_url)
     processor = BatchProcessor(facade=facade, store=store, backoff=backoff, stop=stop)
     try:
+        await facade_accepts_our_key(facade, backoff, stop)
         # on stop or a lost connection, messages in hand stay unacked: the broker redelivers them and the store
         # skips any already saved
-        await reconnecting(lambda: consume(settings, processor, stop), backoff=backoff, stop=stop, log=log)
+        await reconnecting(lambda: consume(settings, processor, stop), backoff=backoff, stop=stop)
+    except StopRequested:
+        pass
+    except FacadeAuthRejected as exc:
+        # the messages in hand go back unacked; nothing is consumed until the key is fixed
+        log.critical(
+            "the facade refuses OSML_PREDICT_API_KEY; stopping (set the facade's predict or admin key)",
+            extra={"error": str(exc), "facade": settings.facade_url, "exitCode": EXIT_AUTH_REJECTED},
+        )
+        return EXIT_AUTH_REJECTED
     finally:
         await facade.aclose()
         await store.close()
         log.info("worker stopped")
+    return 0

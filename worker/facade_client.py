@@ -1,12 +1,15 @@
 """HTTP client of the facade's prediction endpoints, behind a circuit breaker.
 
 One attempt per call: the caller's retry loop (`resilience.retry_transient`) owns the backoff. A 400 means the
-request can never succeed (FacadeRejected, dead-lettered by the worker); everything else that is not a 200 -
-5xx including MODEL_UNAVAILABLE, timeouts, refused connections, auth misconfiguration - is transient.
+request can never succeed (FacadeRejected, dead-lettered by the worker); 401/403 means our key is wrong
+(FacadeAuthRejected: no retry can help, the worker stops); a 200 whose body is not a prediction is
+FacadeMalformed (retried a few times, then dead-lettered); everything else - 5xx including MODEL_UNAVAILABLE,
+timeouts, refused connections - is transient.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -42,12 +45,34 @@ class FacadeRejected(Exception):
         self.detail = detail
 
 
+class FacadeMalformed(Exception):
+    """The facade answered 200 with a body that is not the predictions asked for."""
+
+    def __init__(self, detail: str) -> None:
+        super().__init__(detail)
+        self.detail = detail
+
+
+class FacadeAuthRejected(Exception):
+    """The facade refused our API key (401/403): a configuration error that no retry can mend."""
+
+
 class FacadeClient:
-    def __init__(self, *, base_url: str, api_key: str | None, timeout_s: float, breaker: CircuitBreaker) -> None:
+    def __init__(
+        self,
+        *,
+        base_url: str,
+        api_key: str | None,
+        timeout_s: float,
+        breaker: CircuitBreaker,
+        transport: httpx.AsyncBaseTransport | None = None,
+    ) -> None:
         headers = {"content-type": "application/json"}
         if api_key:
             headers["X-API-Key"] = api_key
-        self._http = httpx.AsyncClient(base_url=base_url.rstrip("/"), headers=headers, timeout=timeout_s)
+        self._http = httpx.AsyncClient(
+            base_url=base_url.rstrip("/"), headers=headers, timeout=timeout_s, transport=transport
+        )
         self._breaker = breaker
 
     async def aclose(self) -> None:
@@ -58,11 +83,12 @@ class FacadeClient:
         return _prediction(payload)
 
     async def predict_batch(self, items: Sequence[PredictItem]) -> list[Prediction]:
-        """Predictions in the order of `items`; FacadeRejected when any item is invalid."""
+        """Predictions in the order of `items`; FacadeRejected when any item is invalid, FacadeMalformed when any
+        answer is not a prediction."""
         payload = await self._post("/predict/batch", {"items": [item.body() for item in items]})
         answers = payload.get("items") if isinstance(payload, dict) else None
         if not isinstance(answers, list) or len(answers) != len(items):
-            raise TransientError(f"/predict/batch answered an unexpected body for {len(items)} items")
+            raise FacadeMalformed(f"/predict/batch answered an unexpected body for {len(items)} items")
         return [_prediction(answer) for answer in answers]
 
     async def _post(self, path: str, body: dict[str, Any]) -> Any:
@@ -74,7 +100,13 @@ class FacadeClient:
             raise TransientError(f"POST {path}: {type(exc).__name__}: {exc}") from exc
         if response.status_code == 200:
             self._breaker.record_success()
-            return orjson.loads(response.content)
+            try:
+                return orjson.loads(response.content)
+            except orjson.JSONDecodeError as exc:
+                raise FacadeMalformed(f"POST {path} answered 200 with invalid JSON: {exc}") from exc
+        if response.status_code in (401, 403):
+            self._breaker.record_success()  # the facade is up; our key is not accepted
+            raise FacadeAuthRejected(f"POST {path}: HTTP {response.status_code}: {_error_detail(response)}")
         if response.status_code in (400, 422):
             # the facade is up and answering; the request itself is bad
             self._breaker.record_success()
@@ -86,13 +118,16 @@ class FacadeClient:
 def _prediction(answer: Any) -> Prediction:
     try:
         predictions = answer["predictions"]
-        return Prediction(
+        prediction = Prediction(
             model_version=str(answer["modelVersion"]),
             sla_risk=float(predictions["slaRisk"]),
             eta_minutes=float(predictions["etaMinutes"]),
         )
+        if not (math.isfinite(prediction.sla_risk) and math.isfinite(prediction.eta_minutes)):
+            raise ValueError("not a finite number")
+        return prediction
     except (KeyError, TypeError, ValueError) as exc:
-        raise TransientError(f"facade answered an unexpected prediction body: {answer!r:.200}") from exc
+        raise FacadeMalformed(f"facade answered an unexpected prediction body: {answer!r:.200}") from exc
 
 
 def _error_detail(response: httpx.Response) -> str:

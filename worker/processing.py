@@ -1,8 +1,9 @@
 """The worker's core, free of any transport: a batch of REQUESTED bodies in, one outcome per body out.
 
-Invalid bodies and requests the facade rejects become dead letters; everything else is predicted with one
-/predict/batch call and stored with its READY event in one transaction. Transient failures are retried here
-until they pass (or shutdown is requested), so the caller acks only what is settled.
+Invalid bodies, requests the facade rejects, answers that stay malformed and rows the database refuses become
+dead letters; everything else is predicted with one /predict/batch call and stored with its READY event in one
+transaction. Transient failures are retried here until they pass (or shutdown is requested), so the caller acks
+only what is settled. A refused API key (FacadeAuthRejected) propagates: the worker stops.
 """
 
 from __future__ import annotations
@@ -14,15 +15,18 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from worker.events import InvalidEvent, PredictionRequested, parse_requested, ready_for
-from worker.facade_client import FacadeClient, FacadeRejected, Prediction, PredictItem
+from worker.facade_client import FacadeClient, FacadeMalformed, FacadeRejected, Prediction, PredictItem
 from worker.resilience import Backoff, retry_transient
-from worker.store import PredictionRecord, PredictionStore, eta_whole_minutes, sla_risk_4dp
+from worker.store import PredictionRecord, PredictionStore, StoreRejected, eta_whole_minutes, sla_risk_4dp
 from worker.topology import READY_KEY
 
 log = logging.getLogger(__name__)
 
 # concurrent single /predict calls when a batch was rejected and the culprits must be found
 _ISOLATION_CONCURRENCY = 16
+# a facade answering 200 with a body that is not a prediction is asked this many times in all, then the event is
+# dead-lettered (a bug, not an outage: waiting for it would stall the queue)
+MALFORMED_ATTEMPTS = 3
 
 
 @dataclass(frozen=True)
@@ -85,12 +89,10 @@ class BatchProcessor:
                 continue
             records.append(_record(event, result, at))
 
-        new = await retry_transient(
-            lambda: self._store.save(records, routing_key=READY_KEY),
-            backoff=self._backoff,
-            what="store predictions",
-            stop=self._stop,
-        )
+        new, refused = await self._save(records)
+        for key, letter in refused.items():
+            outcomes[firsts[key]] = letter
+        records = [r for r in records if r.event_id.lower() not in refused]
         entries = []
         for record in records:
             is_new = record.event_id.lower() in new
@@ -131,8 +133,8 @@ class BatchProcessor:
                 stop=self._stop,
             )
             return dict(zip(events, answers, strict=True))
-        except FacadeRejected:
-            # at least one item is invalid: ask for each alone to find which
+        except (FacadeRejected, FacadeMalformed):
+            # at least one item is invalid, or its answer is: ask for each alone to find which
             gate = asyncio.Semaphore(_ISOLATION_CONCURRENCY)
             results = await asyncio.gather(*(self._predict_one(e, gate) for e in events.values()))
             return dict(zip(events, results, strict=True))
@@ -142,12 +144,40 @@ class BatchProcessor:
         async with gate:
             try:
                 return await retry_transient(
-                    lambda: self._facade.predict(item), backoff=self._backoff, what="/predict", stop=self._stop
+                    lambda: retry_transient(
+                        lambda: self._facade.predict(item), backoff=self._backoff, what="/predict", stop=self._stop
+                    ),
+                    backoff=self._backoff,
+                    what="/predict malformed answer",
+                    stop=self._stop,
+                    on=(FacadeMalformed,),
+                    attempts=MALFORMED_ATTEMPTS,
                 )
             except FacadeRejected as exc:
-                return DeadLetter(
-                    reason="invalid_features", detail=exc.detail, event_id=event.eventId, order_id=event.orderId
-                )
+                return DeadLetter("invalid_features", exc.detail, event_id=event.eventId, order_id=event.orderId)
+            except FacadeMalformed as exc:
+                return DeadLetter("malformed_answer", exc.detail, event_id=event.eventId, order_id=event.orderId)
+
+    async def _save(self, records: list[PredictionRecord]) -> tuple[set[str], dict[str, DeadLetter]]:
+        """Store `records`: the lowercased event ids that were new, and a dead letter per record the database
+        refuses (found by halving the batch until the refused rows stand alone)."""
+        try:
+            new = await retry_transient(
+                lambda: self._store.save(records, routing_key=READY_KEY),
+                backoff=self._backoff,
+                what="store predictions",
+                stop=self._stop,
+            )
+            return new, {}
+        except StoreRejected as exc:
+            if len(records) == 1:
+                record = records[0]
+                letter = DeadLetter("database_rejected", exc.detail, event_id=record.event_id, order_id=record.order_id)
+                return set(), {record.event_id.lower(): letter}
+        middle = len(records) // 2
+        new_first, refused_first = await self._save(records[:middle])
+        new_rest, refused_rest = await self._save(records[middle:])
+        return new_first | new_rest, refused_first | refused_rest
 
 
 def _item(event: PredictionRequested) -> PredictItem:

@@ -1,34 +1,40 @@
-"""Backoff with jitter, a circuit breaker and the retry loop for transient failures."""
+"""Retries of transient failures (tenacity: exponential backoff with full jitter, stop-aware waits) and the circuit
+breaker in front of the facade."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import random
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from enum import StrEnum
 from typing import TypeVar
+
+from prometheus_client import Counter
+from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type, stop_after_attempt, stop_never
+from tenacity.wait import wait_random_exponential
 
 T = TypeVar("T")
 
 log = logging.getLogger(__name__)
 
+RETRIES = Counter("osml_retries", "retries after a transient failure, by what was retried", ["what"])
+
 
 @dataclass(frozen=True)
 class Backoff:
-    """Exponential backoff with full jitter: attempt n waits uniformly in [0, min(maximum, initial * 2**n)]."""
+    """Exponential backoff with full jitter: the n-th retry waits uniformly in [0, min(maximum, initial * 2**(n-1))]."""
 
     initial: float
     maximum: float
-    rng: random.Random = field(default_factory=random.Random, compare=False)
 
-    def ceiling(self, attempt: int) -> float:
-        return min(self.maximum, self.initial * 2 ** min(attempt, 32))
-
-    def delay(self, attempt: int) -> float:
-        return self.rng.uniform(0, self.ceiling(attempt))
+    def delay(self, retry_state: RetryCallState) -> float:
+        """tenacity's wait: the jittered delay, but never shorter than what the failure asked for (an open
+        breaker says when its next probe is due)."""
+        jitter = wait_random_exponential(multiplier=self.initial, max=self.maximum)(retry_state)
+        failure = retry_state.outcome.exception() if retry_state.outcome else None
+        return max(jitter, failure.retry_after if isinstance(failure, TransientError) else 0.0)
 
 
 class TransientError(Exception):
@@ -37,6 +43,68 @@ class TransientError(Exception):
     def __init__(self, message: str, *, retry_after: float = 0.0) -> None:
         super().__init__(message)
         self.retry_after = retry_after
+
+
+class StopRequested(Exception):
+    """Shutdown was requested while a retry was waiting."""
+
+
+async def stopped_within(stop: asyncio.Event, seconds: float) -> bool:
+    """Wait up to `seconds`; True as soon as `stop` is set."""
+    try:
+        await asyncio.wait_for(stop.wait(), timeout=seconds)
+    except TimeoutError:
+        return False
+    return True
+
+
+async def retry_transient(
+    call: Callable[[], Awaitable[T]],
+    *,
+    backoff: Backoff,
+    what: str,
+    stop: asyncio.Event | None = None,
+    on: tuple[type[BaseException], ...] = (TransientError,),
+    attempts: int | None = None,
+) -> T:
+    """Run `call` until it succeeds, retrying the exceptions `on` with `backoff` (tenacity), `attempts` times in
+    all or, by default, without end: a transient failure must never turn into a dead letter. The last failure is
+    re-raised when attempts run out; other exceptions propagate; StopRequested when `stop` is set while waiting."""
+
+    async def sleep(seconds: float) -> None:
+        if stop is None:
+            await asyncio.sleep(seconds)
+        elif await stopped_within(stop, seconds):
+            raise StopRequested(what)
+
+    def before_sleep(state: RetryCallState) -> None:
+        RETRIES.labels(what=what).inc()
+        failure = state.outcome.exception() if state.outcome else None
+        if isinstance(failure, CircuitOpen):
+            return  # the breaker logged its opening once; a line per refused call would only be noise
+        log.warning(
+            "transient failure, retrying",
+            extra={
+                "what": what,
+                "attempt": state.attempt_number,
+                "error": str(failure),
+                "retryIn": round(state.upcoming_sleep, 3),
+            },
+        )
+
+    policy = AsyncRetrying(
+        retry=retry_if_exception_type(on),
+        wait=backoff.delay,
+        stop=stop_never if attempts is None else stop_after_attempt(attempts),
+        sleep=sleep,
+        before_sleep=before_sleep,
+        reraise=True,
+    )
+
+    async def attempt() -> T:  # a coroutine function: tenacity tells async calls from sync ones by that
+        return await call()
+
+    return await policy(attempt)
 
 
 class BreakerState(StrEnum):
@@ -51,15 +119,28 @@ class CircuitOpen(TransientError):
 
 class CircuitBreaker:
     """Opens after `failure_threshold` consecutive failures; after `reset_s` lets one probe through (half-open);
-    the probe's success closes it, its failure opens it again."""
+    the probe's success closes it, its failure opens it again. `on_change` hears every transition (the metric).
 
-    def __init__(self, *, failure_threshold: int, reset_s: float, clock: Callable[[], float] = time.monotonic) -> None:
+    Kept by hand: tenacity retries one call and has no circuit breaker (its state would have to span calls); this
+    one is a few lines on one event loop, needs no locking, and reports its transitions to the worker's metrics.
+    """
+
+    def __init__(
+        self,
+        *,
+        failure_threshold: int,
+        reset_s: float,
+        clock: Callable[[], float] = time.monotonic,
+        on_change: Callable[[BreakerState], None] = lambda state: None,
+    ) -> None:
         self._threshold = failure_threshold
         self._reset_s = reset_s
         self._clock = clock
+        self._on_change = on_change
         self._failures = 0
         self._opened_at: float | None = None
         self._probing = False
+        on_change(BreakerState.CLOSED)
 
     @property
     def state(self) -> BreakerState:
@@ -76,12 +157,15 @@ class CircuitBreaker:
             return
         if state is BreakerState.HALF_OPEN and not self._probing:
             self._probing = True
+            self._on_change(BreakerState.HALF_OPEN)
             return
         assert self._opened_at is not None
         remaining = max(0.0, self._opened_at + self._reset_s - self._clock())
         raise CircuitOpen(f"circuit open, next probe in {remaining:.2f}s", retry_after=remaining or self._reset_s)
 
     def record_success(self) -> None:
+        if self._opened_at is not None:
+            self._on_change(BreakerState.CLOSED)
         self._failures = 0
         self._opened_at = None
         self._probing = False
@@ -94,39 +178,4 @@ class CircuitBreaker:
             if self._opened_at is None:
                 log.warning("circuit breaker opened", extra={"failures": self._failures})
             self._opened_at = self._clock()
-
-
-async def retry_transient(
-    call: Callable[[], Awaitable[T]], *, backoff: Backoff, what: str, stop: asyncio.Event | None = None
-) -> T:
-    """Run `call` until it succeeds; TransientError means wait and try again (never give up: a transient failure
-    must not turn into a dead letter). Other exceptions propagate; StopRequested when `stop` is set while waiting."""
-    attempt = 0
-    while True:
-        try:
-            return await call()
-        except TransientError as exc:
-            wait = max(backoff.delay(attempt), exc.retry_after)
-            if not isinstance(exc, CircuitOpen):
-                log.warning(
-                    "transient failure, retrying",
-                    extra={"what": what, "attempt": attempt + 1, "error": str(exc), "retryIn": round(wait, 3)},
-                )
-            attempt += 1
-            if stop is None:
-                await asyncio.sleep(wait)
-            elif await stopped_within(stop, wait):
-                raise StopRequested(what) from exc
-
-
-class StopRequested(Exception):
-    """Shutdown was requested while a retry was waiting."""
-
-
-async def stopped_within(stop: asyncio.Event, seconds: float) -> bool:
-    """Wait up to `seconds`; True as soon as `stop` is set."""
-    try:
-        await asyncio.wait_for(stop.wait(), timeout=seconds)
-    except TimeoutError:
-        return False
-    return True
+            self._on_change(BreakerState.OPEN)

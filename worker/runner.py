@@ -21,16 +21,15 @@ def run(coro: Coroutine[Any, Any, T]) -> T:
         return runner.run(coro)
 
 
-def run_service(service: Callable[[WorkerSettings, asyncio.Event], Awaitable[None]], settings: WorkerSettings) -> int:
-    """Run `service` until a signal asks it to stop; it then finishes the work in hand and returns."""
+def run_service(service: Callable[[WorkerSettings, asyncio.Event], Awaitable[int]], settings: WorkerSettings) -> int:
+    """Run `service` until a signal asks it to stop; it then finishes the work in hand and returns its exit status."""
     configure_logging(settings.log_level)
 
-    async def main() -> None:
+    async def main() -> int:
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
-        await service(settings, stop)
+        return await service(settings, stop)
 
-    run(main())
-    return 0
+    return run(main())

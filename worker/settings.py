@@ -44,5 +44,10 @@ class WorkerSettings(BaseSettings):
     outbox_retention_hours: Annotated[float, Field(gt=0)] = 168.0
     outbox_prune_interval_s: PositiveSeconds = 600.0
 
+    # Prometheus /metrics of each process (0 = off); distinct defaults so a worker and a relay fit on one host
+    metrics_host: str = "0.0.0.0"
+    worker_metrics_port: Annotated[int, Field(ge=0, le=65535)] = 9464
+    relay_metrics_port: Annotated[int, Field(ge=0, le=65535)] = 9465
+
     migrate_on_start: bool = True
     log_level: str = "INFO"

@@ -22,6 +22,10 @@ from worker.migrate import psycopg_url
 from worker.resilience import TransientError
 
 OUTBOX_CHANNEL: Final = "osml_outbox"
+# SQLSTATE classes that blame the rows themselves (data exception, integrity constraint, program limit such as a
+# value too large, an exception raised by a trigger): the same rows can never be stored. Any other error (access,
+# missing table, server trouble) is the database's or our configuration's, and is retried.
+_ROW_FAULT_CLASSES: Final = frozenset({"22", "23", "54", "P0"})
 
 # the batch travels as one JSON array (one parameter, encoded in C by orjson): far cheaper than ten typed arrays
 _SAVE = """
@@ -66,8 +70,17 @@ class PredictionRecord:
     ready: PredictionReady
 
 
+class StoreRejected(Exception):
+    """PostgreSQL refused the rows themselves; `detail` is its SQLSTATE and message."""
+
+    def __init__(self, detail: str) -> None:
+        super().__init__(detail)
+        self.detail = detail
+
+
 class PredictionStore:
-    """Holds one connection, reconnecting after failures; database trouble surfaces as TransientError."""
+    """Holds one connection, reconnecting after failures; database trouble surfaces as TransientError, rows the
+    database refuses as StoreRejected."""
 
     def __init__(self, database_url: str) -> None:
         self._url = psycopg_url(database_url)
@@ -98,7 +111,10 @@ class PredictionStore:
             }
             for r in records
         ]
-        params = {"batch": orjson.dumps(batch).decode(), "routing_key": routing_key}
+        try:
+            params = {"batch": orjson.dumps(batch).decode(), "routing_key": routing_key}
+        except orjson.JSONEncodeError as exc:  # e.g. a string PostgreSQL could not hold either
+            raise StoreRejected(f"features not encodable as JSON: {exc}") from exc
         try:
             conn = await self._connection()
             async with conn.transaction(), conn.cursor() as cur:
@@ -107,9 +123,15 @@ class PredictionStore:
                 if new:
                     await cur.execute("SELECT pg_notify(%s, '')", (OUTBOX_CHANNEL,))
             return new
-        except psycopg.OperationalError as exc:
+        except (psycopg.OperationalError, psycopg.InterfaceError) as exc:
             await self._discard()
             raise TransientError(f"database: {exc}") from exc
+        except psycopg.Error as exc:
+            detail = f"{exc.sqlstate}: {exc.diag.message_primary or exc}"
+            if (exc.sqlstate or "")[:2] in _ROW_FAULT_CLASSES:
+                raise StoreRejected(detail) from exc
+            await self._discard()
+            raise TransientError(f"database: {detail}") from exc
 
     async def _connection(self) -> psycopg.AsyncConnection[Any]:
         if self._conn is None or self._conn.closed:

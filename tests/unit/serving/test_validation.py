@@ -43,6 +43,9 @@ def fields_of(response: httpx.Response) -> list[str]:
         ({"createdDayOfWeek": -1}, "features.createdDayOfWeek"),
         ({"hasAssignee": 2}, "features.hasAssignee"),
         ({"category": ""}, "features.category"),
+        # PostgreSQL cannot store NUL in the worker's features snapshot
+        ({"category": "T\x00I"}, "features.category"),
+        ({"location": "north\x00"}, "features.location"),
         ({"dueInMinutes": 1e12}, "features.dueInMinutes"),
         ({"assigneeWorkloadOpen": -3}, "features.assigneeWorkloadOpen"),
         ({"colour": "red"}, "features.colour"),
