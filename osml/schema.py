@@ -4,6 +4,10 @@ Schema "1" is the seed's list (§3.3). Schema "2" adds optional context fields (
 assignment group, channel) that raise quality on real data; every v1 payload is a valid v2 payload.
 Schema "3" adds `assignmentGroupWorkloadOpen` (orders of the same assignment group open at that instant, the
 queue the order joins): on the UCI log it is what lifts SLA AUC and ETA error past the acceptance bar.
+Schema "4" predicts at any moment of an order's life: the as-of fields (`status`, `minutesInStatus`,
+`statusChanges`, `pauses`, `reassignments`, `reopens`; docs/features.md defines each) come from the status history
+up to the prediction instant, and `timeSinceCreatedMinutes` / `dueInMinutes` are taken as of that instant too.
+Every schema-3 payload is a valid schema-4 payload and means "at creation".
 A model records the schema version it was trained on; serving refuses a version it does not list here.
 """
 
@@ -12,7 +16,7 @@ from __future__ import annotations
 from enum import StrEnum
 from typing import Annotated, Any, Final
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 
 class Priority(StrEnum):
@@ -28,6 +32,9 @@ PRIORITY_RANK: Final[dict[str, int]] = {p.value: i for i, p in enumerate(Priorit
 _MAX_MINUTES: Final = 10_000_000
 Minutes = Annotated[float, Field(ge=-_MAX_MINUTES, le=_MAX_MINUTES, allow_inf_nan=False)]
 ContextText = Annotated[str, Field(min_length=1, max_length=200)]
+Count = Annotated[int, Field(ge=0, le=1_000_000)]
+# Statuses are compared upper-case (the history is stored that way); an unknown status is valid input.
+StatusText = Annotated[str, Field(min_length=1, max_length=200), AfterValidator(str.upper)]
 
 
 class Features(BaseModel):
@@ -50,6 +57,13 @@ class Features(BaseModel):
     channel: ContextText | None = None
     # schema 3: the assignment group's queue at that instant
     assignmentGroupWorkloadOpen: Annotated[int, Field(ge=0, le=1_000_000)] | None = None
+    # schema 4: the order's life up to the prediction instant
+    status: StatusText | None = None
+    minutesInStatus: Annotated[float, Field(ge=0, le=_MAX_MINUTES, allow_inf_nan=False)] | None = None
+    statusChanges: Count | None = None
+    pauses: Count | None = None
+    reassignments: Count | None = None
+    reopens: Count | None = None
 
 
 CATEGORICAL_V1: Final = ("priority", "category")
@@ -63,12 +77,15 @@ NUMERIC_V1: Final = (
 )
 CONTEXT_V2: Final = ("location", "subcategory", "assignmentGroup", "channel")
 NUMERIC_V3: Final = (*NUMERIC_V1, "assignmentGroupWorkloadOpen")
+LIFECYCLE_CATEGORICAL_V4: Final = ("status",)
+LIFECYCLE_NUMERIC_V4: Final = ("minutesInStatus", "statusChanges", "pauses", "reassignments", "reopens")
 
 SCHEMAS: Final[dict[str, tuple[tuple[str, ...], tuple[str, ...]]]] = {
     # version -> (categorical columns, numeric columns)
     "1": (CATEGORICAL_V1, NUMERIC_V1),
     "2": (CATEGORICAL_V1 + CONTEXT_V2, NUMERIC_V1),
     "3": (CATEGORICAL_V1 + CONTEXT_V2, NUMERIC_V3),
+    "4": (CATEGORICAL_V1 + CONTEXT_V2 + LIFECYCLE_CATEGORICAL_V4, NUMERIC_V3 + LIFECYCLE_NUMERIC_V4),
 }
 CURRENT_SCHEMA_VERSION: Final = "3"
 SUPPORTED_SCHEMA_VERSIONS: Final = frozenset(SCHEMAS)
