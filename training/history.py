@@ -74,19 +74,32 @@ def _empty_history() -> StatusHistory:
     )
 
 
-def prepare_history(
-    orders: pd.DataFrame, history: pd.DataFrame | None, *, waiting: Sequence[str] = WAITING_MARKERS
-) -> StatusHistory:
-    """Sort and accumulate the history of `orders` (rows of orders not in the frame are ignored)."""
-    if history is None or history.empty:
-        return _empty_history()
+def _sorted_rows(orders: pd.DataFrame, history: pd.DataFrame) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Rows of known orders (mask), their sort, and the sorted order positions and (clamped) times."""
     positions = pd.Index(orders["id"]).get_indexer(history["order_id"])
     keep = positions >= 0
     order = positions[keep].astype(np.int64)
     created_ns = utc_ns(orders["created_at"])
     at_ns = np.maximum(utc_ns(history["changed_at"])[keep], created_ns[order])
     sort = np.lexsort((np.arange(len(order)), at_ns, order))
-    order, at_ns = order[sort], at_ns[sort]
+    return keep, sort, order[sort], at_ns[sort]
+
+
+def change_times(orders: pd.DataFrame, history: pd.DataFrame | None) -> tuple[np.ndarray, np.ndarray]:
+    """Order positions and (clamped) times of the history rows, sorted as `prepare_history` sorts them."""
+    if history is None or history.empty:
+        return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)
+    _, _, order, at_ns = _sorted_rows(orders, history)
+    return order, at_ns
+
+
+def prepare_history(
+    orders: pd.DataFrame, history: pd.DataFrame | None, *, waiting: Sequence[str] = WAITING_MARKERS
+) -> StatusHistory:
+    """Sort and accumulate the history of `orders` (rows of orders not in the frame are ignored)."""
+    if history is None or history.empty:
+        return _empty_history()
+    keep, sort, order, at_ns = _sorted_rows(orders, history)
     kept = history.loc[keep]
     status = kept["status"].astype("str").str.upper().to_numpy(dtype=object)[sort]
 

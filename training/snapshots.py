@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from training.history import prepare_history, utc_ns
+from training.history import change_times, utc_ns
 
 _NAT = np.iinfo(np.int64).min
 
@@ -74,12 +74,11 @@ def _stints(orders: pd.DataFrame, history: pd.DataFrame | None, rows: np.ndarray
 
     Rows at the same instant are one change as far as a prediction can tell. Sorted by (order, instant).
     """
-    prepared = prepare_history(orders, history)
+    order, at_ns = change_times(orders, history)
     wanted = np.zeros(len(orders), dtype=bool)
     wanted[rows] = True
     closed_ns = utc_ns(closed_at(orders))
     created_ns = utc_ns(orders["created_at"])
-    order, at_ns = prepared.order, prepared.at_ns
     still_open = (closed_ns[order] == _NAT) | (at_ns < closed_ns[order])
     change = wanted[order] & (at_ns > created_ns[order]) & still_open
     all_order = np.concatenate([rows, order[change]])
