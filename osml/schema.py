@@ -31,6 +31,7 @@ PRIORITY_RANK: Final[dict[str, int]] = {p.value: i for i, p in enumerate(Priorit
 # Bounds keep absurd values out without rejecting real ones: ~19 years either way in minutes.
 _MAX_MINUTES: Final = 10_000_000
 Minutes = Annotated[float, Field(ge=-_MAX_MINUTES, le=_MAX_MINUTES, allow_inf_nan=False)]
+NonNegativeMinutes = Annotated[float, Field(ge=0, le=_MAX_MINUTES, allow_inf_nan=False)]
 ContextText = Annotated[str, Field(min_length=1, max_length=200)]
 Count = Annotated[int, Field(ge=0, le=1_000_000)]
 # Statuses are compared upper-case (the history is stored that way); an unknown status is valid input.
@@ -48,8 +49,8 @@ class Features(BaseModel):
     createdDayOfWeek: Annotated[int, Field(ge=0, le=6, description="Monday = 0")]
     hasAssignee: Annotated[int, Field(ge=0, le=1)]
     assigneeWorkloadOpen: Annotated[int, Field(ge=0, le=1_000_000)] | None = None
-    timeSinceCreatedMinutes: Annotated[float, Field(ge=0, le=_MAX_MINUTES, allow_inf_nan=False)] | None = None
-    dueInMinutes: Minutes | None = None
+    timeSinceCreatedMinutes: NonNegativeMinutes | None = Field(None, description="now - created_at (0 at creation)")
+    dueInMinutes: Minutes | None = Field(None, description="due_at - now; negative once overdue")
     # schema 2: optional context
     location: ContextText | None = None
     subcategory: ContextText | None = None
@@ -58,12 +59,12 @@ class Features(BaseModel):
     # schema 3: the assignment group's queue at that instant
     assignmentGroupWorkloadOpen: Annotated[int, Field(ge=0, le=1_000_000)] | None = None
     # schema 4: the order's life up to the prediction instant
-    status: StatusText | None = None
-    minutesInStatus: Annotated[float, Field(ge=0, le=_MAX_MINUTES, allow_inf_nan=False)] | None = None
-    statusChanges: Count | None = None
-    pauses: Count | None = None
-    reassignments: Count | None = None
-    reopens: Count | None = None
+    status: StatusText | None = Field(None, description="the status of the latest history row at or before now")
+    minutesInStatus: NonNegativeMinutes | None = Field(None, description="now - the latest status change")
+    statusChanges: Count | None = Field(None, description="history rows after the first one, up to now")
+    pauses: Count | None = Field(None, description="entries into a waiting status up to now")
+    reassignments: Count | None = Field(None, description="reassignments up to now")
+    reopens: Count | None = Field(None, description="reopenings up to now")
 
 
 CATEGORICAL_V1: Final = ("priority", "category")
