@@ -14,6 +14,7 @@ from collections.abc import Callable, Sequence
 COMMANDS: dict[str, tuple[str, str]] = {
     "generate": ("training.cli_generate", "write synthetic orders (CSV or Postgres tables)"),
     "train": ("training.cli_train", "train SLA + ETA models, log to MLflow, register versions"),
+    "features": ("training.cli_features", "features as of creation, status changes or an instant, as CSV"),
     "eval-uci": ("training.cli_eval", "real-data quality report on the UCI incident event log"),
     "serve": ("serving.cli_serve", "run the FastAPI facade"),
     "up": ("serving.cli_up", "embedded default: train if the registry is empty, then serve + MLflow UI"),

@@ -4,6 +4,10 @@ Schema "1" is the seed's list (§3.3). Schema "2" adds optional context fields (
 assignment group, channel) that raise quality on real data; every v1 payload is a valid v2 payload.
 Schema "3" adds `assignmentGroupWorkloadOpen` (orders of the same assignment group open at that instant, the
 queue the order joins): on the UCI log it is what lifts SLA AUC and ETA error past the acceptance bar.
+Schema "4" predicts at any moment of an order's life: the as-of fields (`status`, `minutesInStatus`,
+`statusChanges`, `pauses`, `reassignments`, `reopens`; docs/features.md defines each) come from the status history
+up to the prediction instant, and `timeSinceCreatedMinutes` / `dueInMinutes` are taken as of that instant too.
+Every schema-3 payload is a valid schema-4 payload and means "at creation".
 A model records the schema version it was trained on; serving refuses a version it does not list here.
 """
 
@@ -39,6 +43,10 @@ def _storable(text: str) -> str:
 
 Text = Annotated[str, Field(min_length=1, max_length=200), AfterValidator(_storable)]
 ContextText = Text  # schema 2's context fields
+NonNegativeMinutes = Annotated[float, Field(ge=0, le=_MAX_MINUTES, allow_inf_nan=False)]
+Count = Annotated[int, Field(ge=0, le=1_000_000)]
+# Statuses are compared upper-case (the history is stored that way); an unknown status is valid input.
+StatusText = Annotated[str, Field(min_length=1, max_length=200), AfterValidator(_storable), AfterValidator(str.upper)]
 
 
 class Features(BaseModel):
@@ -52,8 +60,8 @@ class Features(BaseModel):
     createdDayOfWeek: Annotated[int, Field(ge=0, le=6, description="Monday = 0")]
     hasAssignee: Annotated[int, Field(ge=0, le=1)]
     assigneeWorkloadOpen: Annotated[int, Field(ge=0, le=1_000_000)] | None = None
-    timeSinceCreatedMinutes: Annotated[float, Field(ge=0, le=_MAX_MINUTES, allow_inf_nan=False)] | None = None
-    dueInMinutes: Minutes | None = None
+    timeSinceCreatedMinutes: NonNegativeMinutes | None = Field(None, description="now - created_at (0 at creation)")
+    dueInMinutes: Minutes | None = Field(None, description="due_at - now; negative once overdue")
     # schema 2: optional context
     location: ContextText | None = None
     subcategory: ContextText | None = None
@@ -61,6 +69,13 @@ class Features(BaseModel):
     channel: ContextText | None = None
     # schema 3: the assignment group's queue at that instant
     assignmentGroupWorkloadOpen: Annotated[int, Field(ge=0, le=1_000_000)] | None = None
+    # schema 4: the order's life up to the prediction instant
+    status: StatusText | None = Field(None, description="the status of the latest history row at or before now")
+    minutesInStatus: NonNegativeMinutes | None = Field(None, description="now - the latest status change")
+    statusChanges: Count | None = Field(None, description="history rows after the first one, up to now")
+    pauses: Count | None = Field(None, description="entries into a waiting status up to now")
+    reassignments: Count | None = Field(None, description="reassignments up to now")
+    reopens: Count | None = Field(None, description="reopenings up to now")
 
 
 CATEGORICAL_V1: Final = ("priority", "category")
@@ -74,12 +89,15 @@ NUMERIC_V1: Final = (
 )
 CONTEXT_V2: Final = ("location", "subcategory", "assignmentGroup", "channel")
 NUMERIC_V3: Final = (*NUMERIC_V1, "assignmentGroupWorkloadOpen")
+LIFECYCLE_CATEGORICAL_V4: Final = ("status",)
+LIFECYCLE_NUMERIC_V4: Final = ("minutesInStatus", "statusChanges", "pauses", "reassignments", "reopens")
 
 SCHEMAS: Final[dict[str, tuple[tuple[str, ...], tuple[str, ...]]]] = {
     # version -> (categorical columns, numeric columns)
     "1": (CATEGORICAL_V1, NUMERIC_V1),
     "2": (CATEGORICAL_V1 + CONTEXT_V2, NUMERIC_V1),
     "3": (CATEGORICAL_V1 + CONTEXT_V2, NUMERIC_V3),
+    "4": (CATEGORICAL_V1 + CONTEXT_V2 + LIFECYCLE_CATEGORICAL_V4, NUMERIC_V3 + LIFECYCLE_NUMERIC_V4),
 }
 CURRENT_SCHEMA_VERSION: Final = "3"
 SUPPORTED_SCHEMA_VERSIONS: Final = frozenset(SCHEMAS)

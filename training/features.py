@@ -1,28 +1,34 @@
-"""Features (osml.schema) computed from canonical orders as of each order's creation, and the training frame.
+"""Features (osml.schema) of canonical orders as of given instants, and the training frame built from them.
 
-Everything is known at `created_at`, the moment the backend asks for a prediction:
-- `createdHour` / `createdDayOfWeek` in UTC (Monday = 0); `timeSinceCreatedMinutes` = 0;
-- `dueInMinutes` = due_at - created_at (NaN without a due date);
-- `hasAssignee`; `assigneeWorkloadOpen` = orders of the same assignee created strictly before and still open at
-  that instant (closed - done or canceled - strictly after it, or never), NaN without an assignee;
-- categorical columns as pandas strings (NaN when absent); schema 2 adds the context columns;
-- schema 3 adds `assignmentGroupWorkloadOpen`: the same count keyed by assignment group (the queue joined).
-An order created later can only add events after an earlier order's creation, so it never changes that order's row.
+`features_as_of` is the one implementation: training, `osml features` and the SQL twin in docs/features.md all
+compute these definitions (docs/features.md states each one) for an order at an instant `now`:
+- `createdHour` / `createdDayOfWeek` of the creation in UTC (Monday = 0); `hasAssignee`; the categorical columns
+  as pandas strings (NaN when absent);
+- `timeSinceCreatedMinutes` = now - created_at; `dueInMinutes` = due_at - now (negative once overdue; NaN
+  without a due date);
+- `assigneeWorkloadOpen` / `assignmentGroupWorkloadOpen` (schema 3) = the other orders of the same assignee /
+  assignment group open at `now` (created strictly before, closed - done or canceled - strictly after, or never);
+- schema 4: `status`, `minutesInStatus`, `statusChanges`, `pauses`, `reassignments`, `reopens` from the status
+  history rows at or before `now` (training.history).
+Rows dated after `now` and orders created after it add nothing before `now`, so they never change a row.
 The assignee is the one in the export (the data has no assignment time): sources assigning at creation fit best.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Final
+from typing import Any, Final
 
 import numpy as np
 import pandas as pd
 
-from osml.schema import CURRENT_SCHEMA_VERSION, SCHEMAS, feature_columns
+from osml.schema import CURRENT_SCHEMA_VERSION, LIFECYCLE_CATEGORICAL_V4, SCHEMAS, feature_columns
 from training.data.canonical import OrdersData
 from training.data.errors import DataError
-from training.labels import CanceledRule, resolution_minutes, sla_breached
+from training.history import NO_ROW, WAITING_MARKERS, latest_rows, prepare_history, utc_ns, waiting_markers
+from training.labels import CanceledRule, SlaLabelRule, breached_by, remaining_minutes, sla_breached, sla_label_rule
+from training.snapshots import Instants, at_creation, closed_at, in_stints
 
 # feature name -> canonical column, for the categorical features read as-is
 _CATEGORICAL_SOURCES: Final = {
@@ -33,13 +39,8 @@ _CATEGORICAL_SOURCES: Final = {
     "assignmentGroup": "assignment_group",
     "channel": "channel",
 }
-_NS_PER_MINUTE: Final = 60_000_000_000
-
-
-def _utc_ns(series: pd.Series) -> np.ndarray:
-    """int64 nanoseconds since the epoch (NaT -> the int64 minimum)."""
-    values = series.astype("datetime64[ns, UTC]").dt.tz_convert(None).to_numpy(dtype="datetime64[ns]")
-    return values.view("int64")
+# schema 4 and later take snapshots along each order's life; earlier schemas know only the creation
+SNAPSHOTS_PER_ORDER: Final = 10
 
 
 def _column(orders: pd.DataFrame, name: str, dtype: str) -> pd.Series:
@@ -48,30 +49,41 @@ def _column(orders: pd.DataFrame, name: str, dtype: str) -> pd.Series:
     return pd.Series(np.nan if dtype != "datetime64[ns, UTC]" else pd.NaT, index=orders.index, dtype=dtype)
 
 
-def open_workload(key: pd.Series, created: pd.Series, closed: pd.Series) -> np.ndarray:
-    """Per order: orders with the same key (assignee, group) open at its creation: created < t < closed.
+def open_workload(
+    key: pd.Series,
+    created: pd.Series,
+    closed: pd.Series,
+    *,
+    rows: np.ndarray | None = None,
+    at_ns: np.ndarray | None = None,
+) -> np.ndarray:
+    """Per query: the other orders with the same key (assignee, group) open at its instant: created < t < closed.
 
-    NaN where the key is missing. A sweep over (key, time) events: +1 when an order opens, -1 when it closes, a query at each creation.
-    At equal times closes sort before queries and queries before opens, so an order closed exactly at an
-    instant is no longer open, and one created at the same instant is not yet counted. O(n log n).
+    Queries are the orders at positions `rows` at instants `at_ns` (default: every order at its creation). NaN
+    where the key is missing. A sweep over (key, time) events: +1 when an order opens, -1 when it closes, a
+    query at each instant. At equal times closes sort before queries and queries before opens, so an order
+    closed exactly at an instant is no longer open, and one created at the same instant is not yet counted.
+    The order asking is not part of its own queue. O(n log n).
     """
     codes, _ = pd.factorize(key, use_na_sentinel=True)
-    created_ns = _utc_ns(created)
-    closed_ns = _utc_ns(closed)
+    created_ns = utc_ns(created)
+    closed_ns = utc_ns(closed)
+    query_rows = np.arange(len(codes)) if rows is None else np.asarray(rows, dtype=np.int64)
+    query_ns = created_ns[query_rows] if at_ns is None else np.asarray(at_ns, dtype=np.int64)
     never_closed = closed_ns == np.iinfo(np.int64).min
     assigned = codes >= 0
     # Orders closed at (or before) their creation are never open: they add no events at all.
     opens = np.flatnonzero(assigned & (never_closed | (closed_ns > created_ns)))
     closes = opens[~never_closed[opens]]
-    queries = np.flatnonzero(assigned)
+    asked = np.flatnonzero(assigned[query_rows])
 
-    group = np.concatenate([codes[opens], codes[closes], codes[queries]])
-    time = np.concatenate([created_ns[opens], closed_ns[closes], created_ns[queries]])
+    group = np.concatenate([codes[opens], codes[closes], codes[query_rows[asked]]])
+    time = np.concatenate([created_ns[opens], closed_ns[closes], query_ns[asked]])
     kind = np.concatenate(
-        [np.full(len(opens), 2, np.int8), np.zeros(len(closes), np.int8), np.ones(len(queries), np.int8)]
+        [np.full(len(opens), 2, np.int8), np.zeros(len(closes), np.int8), np.ones(len(asked), np.int8)]
     )
     delta = np.concatenate(
-        [np.ones(len(opens), np.int64), -np.ones(len(closes), np.int64), np.zeros(len(queries), np.int64)]
+        [np.ones(len(opens), np.int64), -np.ones(len(closes), np.int64), np.zeros(len(asked), np.int64)]
     )
 
     order = np.lexsort((kind, time, group))
@@ -83,48 +95,133 @@ def open_workload(key: pd.Series, created: pd.Series, closed: pd.Series) -> np.n
     before_group = running[group_start] - delta[order][group_start]
     counts = running - before_group
 
-    result = np.full(len(codes), np.nan)
+    result = np.full(len(query_rows), np.nan)
     is_query = order >= len(opens) + len(closes)
-    result[queries[order[is_query] - len(opens) - len(closes)]] = counts[is_query]
+    result[asked[order[is_query] - len(opens) - len(closes)]] = counts[is_query]
+    own = query_rows[asked]
+    self_open = (created_ns[own] < query_ns[asked]) & (never_closed[own] | (closed_ns[own] > query_ns[asked]))
+    result[asked[self_open]] -= 1
     return result
 
 
-def build_features(orders: pd.DataFrame, *, schema_version: str = CURRENT_SCHEMA_VERSION) -> pd.DataFrame:
-    """One row per order (same index), columns exactly `feature_columns(schema_version)`."""
+def _minutes(delta_ns: np.ndarray, present: np.ndarray) -> np.ndarray:
+    return np.where(present, delta_ns * 1e-9 / 60.0, np.nan)
+
+
+def _lifecycle(
+    orders: pd.DataFrame,
+    history: pd.DataFrame | None,
+    instants: Instants,
+    *,
+    waiting: Sequence[str],
+    since_created: np.ndarray,
+) -> dict[str, pd.Series | np.ndarray]:
+    """The schema-4 fields read from the latest history row at or before each instant."""
+    prepared = prepare_history(orders, history, waiting=waiting)
+    latest = latest_rows(prepared, instants.order, instants.at_ns)
+    found = latest != NO_ROW
+    row = np.where(found, latest, 0)
+
+    def pick(values: np.ndarray, missing: Any) -> np.ndarray:
+        if not len(values):
+            return np.full(len(latest), missing)
+        return np.where(found, values[row], missing)
+
+    return {
+        "status": pd.Series(pick(prepared.status, None), dtype="str"),
+        "minutesInStatus": np.where(found, (instants.at_ns - pick(prepared.at_ns, 0)) * 1e-9 / 60.0, since_created),
+        "statusChanges": pick(prepared.earlier_rows, 0).astype(np.int64),
+        "pauses": pick(prepared.pauses, 0).astype(np.int64),
+        "reassignments": pick(prepared.counters["reassignment_count"], np.nan).astype(np.float64),
+        "reopens": pick(prepared.counters["reopen_count"], np.nan).astype(np.float64),
+    }
+
+
+def features_as_of(
+    orders: pd.DataFrame,
+    history: pd.DataFrame | None,
+    instants: Instants,
+    *,
+    schema_version: str = CURRENT_SCHEMA_VERSION,
+    waiting: Sequence[str] = WAITING_MARKERS,
+) -> pd.DataFrame:
+    """One row per instant (index 0..n-1), columns exactly `feature_columns(schema_version)`.
+
+    Only what is known at each instant is read: the order's opening fields, the history rows at or before it,
+    and which other orders were open then. Schemas before "4" ignore the history.
+    """
     if schema_version not in SCHEMAS:
         raise ValueError(f"unknown features schema version {schema_version!r}")
+    rows, at_ns = instants.order, instants.at_ns
     created = orders["created_at"].astype("datetime64[ns, UTC]")
     assignee = _column(orders, "assignee_id", "str")
-    done = _column(orders, "done_at", "datetime64[ns, UTC]").astype("datetime64[ns, UTC]")
-    canceled = _column(orders, "canceled_at", "datetime64[ns, UTC]").astype("datetime64[ns, UTC]")
-    closed = done.where(done.notna() & ~(canceled < done), canceled)
-    due = _column(orders, "due_at", "datetime64[ns, UTC]").astype("datetime64[ns, UTC]")
+    closed = closed_at(orders)
+    created_ns = utc_ns(created)[rows]
+    due_ns = utc_ns(_column(orders, "due_at", "datetime64[ns, UTC]"))[rows]
 
-    features = pd.DataFrame(index=orders.index)
+    features = pd.DataFrame(index=pd.RangeIndex(len(rows)))
     categorical, numeric = SCHEMAS[schema_version]
     for name in categorical:
-        features[name] = _column(orders, _CATEGORICAL_SOURCES[name], "str").astype("str")
-    features["createdHour"] = created.dt.hour.astype("int64")
-    features["createdDayOfWeek"] = created.dt.dayofweek.astype("int64")
-    features["hasAssignee"] = assignee.notna().astype("int64")
-    features["assigneeWorkloadOpen"] = open_workload(assignee, created, closed)
-    features["timeSinceCreatedMinutes"] = 0.0
-    features["dueInMinutes"] = (due - created).dt.total_seconds() / 60.0
+        if name in _CATEGORICAL_SOURCES:
+            values = _column(orders, _CATEGORICAL_SOURCES[name], "str").astype("str")
+            features[name] = values.iloc[rows].reset_index(drop=True)
+    features["createdHour"] = created.dt.hour.to_numpy(dtype=np.int64)[rows]
+    features["createdDayOfWeek"] = created.dt.dayofweek.to_numpy(dtype=np.int64)[rows]
+    features["hasAssignee"] = assignee.notna().to_numpy(dtype=np.int64)[rows]
+    features["assigneeWorkloadOpen"] = open_workload(assignee, created, closed, rows=rows, at_ns=at_ns)
+    since_created = (at_ns - created_ns) * 1e-9 / 60.0
+    features["timeSinceCreatedMinutes"] = since_created
+    features["dueInMinutes"] = _minutes(due_ns - at_ns, due_ns != np.iinfo(np.int64).min)
     if "assignmentGroupWorkloadOpen" in numeric:
         group = _column(orders, "assignment_group", "str")
-        features["assignmentGroupWorkloadOpen"] = open_workload(group, created, closed)
+        features["assignmentGroupWorkloadOpen"] = open_workload(group, created, closed, rows=rows, at_ns=at_ns)
+    if "status" in categorical:
+        lifecycle = _lifecycle(orders, history, instants, waiting=waiting, since_created=since_created)
+        for name, column in lifecycle.items():
+            features[name] = column
     return features[list(feature_columns(schema_version))]
+
+
+def build_features(
+    orders: pd.DataFrame,
+    *,
+    schema_version: str = CURRENT_SCHEMA_VERSION,
+    history: pd.DataFrame | None = None,
+    waiting: Sequence[str] = WAITING_MARKERS,
+) -> pd.DataFrame:
+    """Every order at its creation (`features_as_of`), indexed like `orders`."""
+    features = features_as_of(orders, history, at_creation(orders), schema_version=schema_version, waiting=waiting)
+    return features.set_axis(orders.index)
 
 
 @dataclass(frozen=True)
 class TrainingFrame:
-    """Features and labels of the labeled orders, sorted by creation time, index 0..n-1 shared by all fields."""
+    """Labeled snapshots sorted by (order creation, order, instant); every series shares the index 0..n-1.
+
+    Schemas 1-3 hold one snapshot per order, at creation (weight 1, elapsed 0); schema 4 adds one inside each stint
+    in a status while the order is open (training.snapshots.in_stints), at most `snapshots_per_order` in all. All snapshots of an order share `created_at` and `order_id`, so a split by
+    creation time must keep them together (`orders_of`).
+    """
 
     features: pd.DataFrame
-    sla: pd.Series
-    eta: pd.Series
-    created_at: pd.Series
+    sla: pd.Series  # the order's slaBreached (0/1, NaN = unlabeled), the same on each of its snapshots
+    eta: pd.Series  # minutes from the instant until done (at creation: the resolution time), NaN when not done
+    created_at: pd.Series  # the order's creation
     order_id: pd.Series
+    as_of: pd.Series  # the prediction instant
+    weight: pd.Series  # 1 / snapshots of the order: each order weighs 1 in fitting and in metrics
+    elapsed_minutes: pd.Series  # as_of - created_at (timeSinceCreatedMinutes), for evaluation by life stage
+    breached_by_now: pd.Series  # bool: the label is the due-date rule and due_at already passed at the instant
+    waiting_markers: tuple[str, ...]  # what counted as a waiting status (record it with the model)
+    sla_label_rule: SlaLabelRule  # where the SLA labels came from (record it with the model)
+
+    def orders_of(self, rows: np.ndarray) -> np.ndarray:
+        """Every snapshot (positions, in frame order) of the orders that the rows at `rows` belong to."""
+        return np.flatnonzero(self.order_id.isin(self.order_id.iloc[rows]).to_numpy())
+
+    def creation_rows(self) -> np.ndarray:
+        """Positions of each order's creation snapshot (one per order, in creation order)."""
+        return np.flatnonzero((self.elapsed_minutes == 0).to_numpy() & ~self.order_id.duplicated().to_numpy())
 
 
 def export_time(data: OrdersData) -> pd.Timestamp:
@@ -136,34 +233,53 @@ def export_time(data: OrdersData) -> pd.Timestamp:
 
 
 def build_training_frame(
-    data: OrdersData, *, schema_version: str = CURRENT_SCHEMA_VERSION, canceled: CanceledRule = "exclude"
+    data: OrdersData,
+    *,
+    schema_version: str = CURRENT_SCHEMA_VERSION,
+    canceled: CanceledRule = "exclude",
+    waiting: Sequence[str] = WAITING_MARKERS,
+    snapshots_per_order: int = SNAPSHOTS_PER_ORDER,
 ) -> TrainingFrame:
-    """Features of every order (workload needs them all), kept where at least one label is known."""
+    """Snapshots of the orders with at least one label; features see every order (workload needs them all)."""
     orders = data.orders
     if orders.empty:
         raise DataError("nothing left after filtering: the dataset has no orders", source=data.source)
-    features = build_features(orders, schema_version=schema_version)
-    sla = sla_breached(orders, canceled=canceled, as_of=export_time(data))
-    eta = resolution_minutes(orders)
+    markers = waiting_markers(waiting)
+    exported = export_time(data)
+    sla = sla_breached(orders, canceled=canceled, as_of=exported)
+    eta = remaining_minutes(orders, at_creation(orders))
     if not sla.notna().any():
         raise DataError(
             "nothing left after filtering: no order has an SLA label (needs due_at and done_at, or sla_breached;"
             f" canceled orders: {canceled})",
             source=data.source,
         )
-    if not eta.notna().any():
+    if not np.isfinite(eta).any():
         raise DataError("nothing left after filtering: no order has done_at after created_at", source=data.source)
-    keep = (sla.notna() | eta.notna()).to_numpy()
-    order = np.argsort(orders["created_at"].to_numpy()[keep], kind="stable")
-    rows = np.flatnonzero(keep)[order]
-
-    def take(series: pd.Series | pd.DataFrame) -> pd.Series | pd.DataFrame:
-        return series.iloc[rows].reset_index(drop=True)
-
+    labeled = np.flatnonzero(sla.notna().to_numpy() | np.isfinite(eta))
+    lifecycle = set(LIFECYCLE_CATEGORICAL_V4) <= set(feature_columns(schema_version))
+    instants = (
+        in_stints(orders, data.history, until=exported, rows=labeled, cap=snapshots_per_order)
+        if lifecycle
+        else at_creation(orders, labeled)
+    )
+    created_ns = utc_ns(orders["created_at"])[instants.order]
+    ids = orders["id"].to_numpy(dtype=object)[instants.order]
+    order = np.lexsort((instants.at_ns, instants.order, created_ns))
+    instants = instants.take(order)
+    features = features_as_of(orders, data.history, instants, schema_version=schema_version, waiting=markers)
+    per_order = np.bincount(instants.order, minlength=len(orders))[instants.order]
+    elapsed = (instants.at_ns - created_ns[order]) * 1e-9 / 60.0
     return TrainingFrame(
-        features=pd.DataFrame(take(features)),
-        sla=pd.Series(take(sla)),
-        eta=pd.Series(take(eta)),
-        created_at=pd.Series(take(orders["created_at"])),
-        order_id=pd.Series(take(orders["id"])),
+        features=features,
+        sla=pd.Series(sla.to_numpy()[instants.order], dtype="float64"),
+        eta=pd.Series(remaining_minutes(orders, instants), dtype="float64"),
+        created_at=pd.Series(orders["created_at"].to_numpy()[instants.order]).astype(orders["created_at"].dtype),
+        order_id=pd.Series(ids[order], dtype=orders["id"].dtype),
+        as_of=instants.as_of(),
+        weight=pd.Series(1.0 / per_order),
+        elapsed_minutes=pd.Series(elapsed),
+        breached_by_now=pd.Series(breached_by(orders, instants)),
+        waiting_markers=markers,
+        sla_label_rule=sla_label_rule(orders, canceled=canceled),
     )

@@ -7,6 +7,10 @@
 - A canceled order (`canceled_at` set, never done) follows the `canceled` rule, even over an explicit label:
   excluded (default), breached or met.
 - `resolutionMinutes = done_at - created_at`; NaN when not done or when done before created (inconsistent data).
+- For a snapshot at instant `now`, the ETA label is the remaining time `done_at - now` (the resolution time at
+  creation) and the SLA label is the order's.
+- `sla_label_rule` says where the labels came from: `due_at` (every label is the due-date rule: an open order
+  past its due date has certainly breached, so serving may answer 1.0 for it), `explicit`, or `mixed`.
 """
 
 from __future__ import annotations
@@ -16,7 +20,11 @@ from typing import Final, Literal
 import numpy as np
 import pandas as pd
 
+from training.history import utc_ns
+from training.snapshots import Instants, at_creation
+
 CanceledRule = Literal["exclude", "breached", "met"]
+SlaLabelRule = Literal["due_at", "explicit", "mixed"]
 CANCELED_RULES: Final[tuple[CanceledRule, ...]] = ("exclude", "breached", "met")
 _CANCELED_VALUE: Final[dict[str, float]] = {"exclude": np.nan, "breached": 1.0, "met": 0.0}
 
@@ -53,7 +61,35 @@ def sla_breached(
     return label
 
 
+def _explicit(orders: pd.DataFrame) -> pd.Series:
+    if "sla_breached" in orders.columns:
+        return orders["sla_breached"].notna()
+    return pd.Series(False, index=orders.index)
+
+
+def sla_label_rule(orders: pd.DataFrame, *, canceled: CanceledRule = "exclude") -> SlaLabelRule:
+    """Where the SLA labels of the orders that have one (canceled ones aside) come from."""
+    labeled = sla_breached(orders, canceled=canceled).notna() & ~is_canceled(orders)
+    explicit = _explicit(orders)[labeled]
+    if not explicit.any():
+        return "due_at"
+    return "explicit" if explicit.all() else "mixed"
+
+
+def breached_by(orders: pd.DataFrame, instants: Instants) -> np.ndarray:
+    """Per instant: the order's label is the due-date rule and its due date had already passed (due_at < now)."""
+    due_ns = utc_ns(_timestamps(orders, "due_at"))[instants.order]
+    rule = (~_explicit(orders) & ~is_canceled(orders)).to_numpy(dtype=bool)[instants.order]
+    return rule & (due_ns != np.iinfo(np.int64).min) & (due_ns < instants.at_ns)
+
+
+def remaining_minutes(orders: pd.DataFrame, instants: Instants) -> np.ndarray:
+    """Per instant: minutes from it until the order was done; NaN when not done or done before the instant."""
+    done_ns = utc_ns(_timestamps(orders, "done_at"))[instants.order]
+    minutes = (done_ns - instants.at_ns) * 1e-9 / 60.0
+    return np.where((done_ns != np.iinfo(np.int64).min) & (minutes >= 0), minutes, np.nan)
+
+
 def resolution_minutes(orders: pd.DataFrame) -> pd.Series:
     """Minutes from creation to done; NaN when not done."""
-    minutes = (_timestamps(orders, "done_at") - orders["created_at"]).dt.total_seconds() / 60.0
-    return minutes.where(minutes >= 0).astype("float64")
+    return pd.Series(remaining_minutes(orders, at_creation(orders)), index=orders.index, dtype="float64")

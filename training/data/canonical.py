@@ -7,7 +7,9 @@ Every source (CSV, zip, folder, S3, PostgreSQL, the UCI adapter) hands its raw f
   unknown columns are dropped, the optional context columns are kept (and always present, NaN when absent);
 - text columns use pandas' string dtype (NaN when missing), `priority` is upper-case `LOW|MEDIUM|HIGH|CRITICAL`;
 - timestamps are ISO-8601, naive ones taken as UTC, returned as `datetime64[ns, UTC]`;
-- `sla_breached` is float 0/1 (NaN when unknown).
+- `sla_breached` is float 0/1 (NaN when unknown);
+- the history's optional counters (`reassignment_count`, `reopen_count`) are float, whole and >= 0 (NaN when unknown),
+  and present only when the source has them.
 
 A problem raises `DataError` naming the source, the column and the 1-based data row (plus the order id).
 """
@@ -32,6 +34,8 @@ ORDER_COLUMNS: Final = REQUIRED_COLUMNS + OPTIONAL_COLUMNS + CONTEXT_COLUMNS
 TIMESTAMP_COLUMNS: Final = ("created_at", "due_at", "done_at", "canceled_at")
 TEXT_COLUMNS: Final = ("id", "category", "assignee_id", *CONTEXT_COLUMNS)
 HISTORY_COLUMNS: Final = ("order_id", "status", "changed_at")
+# Optional per-row counters some sources keep (the UCI log does): reassignments and reopens so far, as of that row.
+HISTORY_COUNTER_COLUMNS: Final = ("reassignment_count", "reopen_count")
 
 ORDERS_FILE: Final = "orders.csv"
 HISTORY_FILE: Final = "order_status_history.csv"
@@ -205,7 +209,26 @@ def canonical_history(raw: pd.DataFrame, *, source: str) -> pd.DataFrame:
     changed = frame["changed_at"].reset_index(drop=True)
     out["changed_at"] = _timestamps(changed, frame=out, source=source, column="changed_at", id_column="order_id")
     _require_values(out, ("changed_at",), source=source, id_column="order_id")
+    for column in HISTORY_COUNTER_COLUMNS:
+        if column in frame.columns:
+            out[column] = _counts(frame[column].reset_index(drop=True), frame=out, source=source, column=column)
     return out
+
+
+def _counts(series: pd.Series, *, frame: pd.DataFrame, source: str, column: str) -> pd.Series:
+    text = _text(series.astype("str"))
+    counts = pd.to_numeric(text, errors="coerce")
+    bad = text.notna() & ~(counts.notna() & (counts >= 0) & (counts % 1 == 0))
+    if bad.any():
+        raise _row_error(
+            f"{column} must be a whole number >= 0, got '{text[bad].iloc[0]}'",
+            bad,
+            frame=frame,
+            source=source,
+            column=column,
+            id_column="order_id",
+        )
+    return counts.astype("float64")
 
 
 def _iso_utc(series: pd.Series) -> pd.Series:
@@ -222,6 +245,7 @@ def _iso_utc(series: pd.Series) -> pd.Series:
 def csv_bytes(frame: pd.DataFrame) -> bytes:
     """A frame as CSV bytes: ISO-8601 UTC timestamps, 0/1 flags (used by writers and the Postgres loader)."""
     converted = {c: _iso_utc(frame[c]) for c in frame.columns if isinstance(frame[c].dtype, pd.DatetimeTZDtype)}
-    if "sla_breached" in frame.columns:
-        converted["sla_breached"] = frame["sla_breached"].astype("Int64")
+    for column in ("sla_breached", *HISTORY_COUNTER_COLUMNS):
+        if column in frame.columns:
+            converted[column] = frame[column].astype("Int64")
     return frame.assign(**converted).to_csv(index=False).encode()

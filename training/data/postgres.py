@@ -15,6 +15,7 @@ from psycopg import sql
 
 from training.data.canonical import (
     HISTORY_COLUMNS,
+    HISTORY_COUNTER_COLUMNS,
     ORDER_COLUMNS,
     OrdersData,
     canonical_history,
@@ -48,7 +49,9 @@ CREATE TABLE order_status_history (
     id bigserial PRIMARY KEY,
     order_id text NOT NULL,
     status text NOT NULL,
-    changed_at timestamptz NOT NULL
+    changed_at timestamptz NOT NULL,
+    reassignment_count integer,
+    reopen_count integer
 )"""
 _HISTORY_INDEX: Final = "CREATE INDEX order_status_history_order_id ON order_status_history (order_id, changed_at)"
 
@@ -114,7 +117,8 @@ def load_into_postgres(data: OrdersData, url: str) -> None:
         conn.execute(_HISTORY_DDL)
         _copy(conn, ORDERS_TABLE, ORDER_COLUMNS, csv_bytes(orders))
         if data.history is not None:
-            _copy(conn, HISTORY_TABLE, HISTORY_COLUMNS, csv_bytes(data.history[list(HISTORY_COLUMNS)]))
+            columns = (*HISTORY_COLUMNS, *(c for c in HISTORY_COUNTER_COLUMNS if c in data.history.columns))
+            _copy(conn, HISTORY_TABLE, columns, csv_bytes(data.history[list(columns)]))
         conn.execute(_HISTORY_INDEX)
 
 

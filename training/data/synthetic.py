@@ -18,8 +18,12 @@ What it models (all numbers are the constants below):
   are overloaded); 8% of orders are unassigned.
 - **Cancellations** ~4% (LOW 6%, CRITICAL 2%), canceled part-way; the export is taken 4 hours after the last
   order, so the slowest recent orders are still open (no `done_at`).
-- **History**: OPEN -> IN_PROGRESS -> DONE or CANCELED, with an ON_HOLD -> IN_PROGRESS pause on 12% of the
-  longer orders; only what happened before the export time.
+- **History**: OPEN -> ASSIGNED (assigned orders, before work starts) -> IN_PROGRESS -> DONE or CANCELED, with
+  along the way: a reassignment (ASSIGNED again, then IN_PROGRESS) on 8% of the started orders (20% of those
+  with more than 8 active hours); a wait for the customer (WAITING_CUSTOMER) on 15% of those longer than an hour;
+  the orders waiting for parts or a vendor spend most of their time ON_HOLD_PARTS; 5% of the done orders are
+  resolved too early and reopened (RESOLVED -> REOPENED -> IN_PROGRESS). Rows carry `reassignment_count` and
+  `reopen_count` so far. Only what happened before the export time is exported.
 """
 
 from __future__ import annotations
@@ -248,6 +252,8 @@ def generate(*, orders: int, seed: int, start: datetime | None = None) -> Orders
         canceled=canceled,
         export_s=export_s,
         origin=origin,
+        assigned=~unassigned,
+        stalled=stalled,
     )
     return OrdersData(orders=frame, history=history, source=f"synthetic:orders={orders},seed={seed}")
 
@@ -263,33 +269,65 @@ def _history(
     canceled: np.ndarray,
     export_s: int,
     origin: pd.Timestamp,
+    assigned: np.ndarray,
+    stalled: np.ndarray,
 ) -> pd.DataFrame:
+    """Status rows of every order: each step at its own share of the time between start of work and the end."""
     n = len(ids)
+    span = end_s - start_s
+
+    def at(low: float, high: float) -> np.ndarray:
+        return np.round(start_s + rng.uniform(low, high, size=n) * span)
+
     started = (start_s <= export_s) & (start_s < end_s)
-    paused = started & (active_s > 2 * 3600) & (rng.random(n) < 0.12)
-    hold_s = np.round(start_s + 0.3 * (end_s - start_s))
-    resume_s = np.round(start_s + 0.6 * (end_s - start_s))
-    paused_at = paused & (hold_s <= export_s)
-    resumed_at = paused & (resume_s <= export_s)
+    assign_s = np.round(created_s + rng.uniform(0.1, 0.7, size=n) * (start_s - created_s))
+    reassigned = started & assigned & (rng.random(n) < np.where(active_s > 8 * 3600, 0.2, 0.08))
+    reassign_s, back_s = at(0.03, 0.08), at(0.09, 0.12)
+    waits = started & ~stalled & (active_s > 3600) & (rng.random(n) < 0.15)
+    # a wait for parts is what makes a stalled order slow: it covers most of its life
+    pause_s = np.where(stalled, at(0.14, 0.2), at(0.32, 0.5))
+    resume_s = np.where(stalled, at(0.8, 0.88), at(0.52, 0.75))
+    reopened = started & ~canceled & ~stalled & (rng.random(n) < 0.05)
+    resolved_s, reopen_s, rework_s = at(0.8, 0.88), at(0.9, 0.94), at(0.95, 0.97)
     ended = end_s <= export_s
-    parts = [
-        (np.ones(n, dtype=bool), "OPEN", created_s, 0),
-        (started, "IN_PROGRESS", start_s, 1),
-        (paused_at, "ON_HOLD", hold_s, 2),
-        (resumed_at, "IN_PROGRESS", resume_s, 3),
-        (ended & ~canceled, "DONE", end_s, 4),
-        (ended & canceled, "CANCELED", end_s, 4),
+
+    def happened(mask: np.ndarray, when: np.ndarray) -> np.ndarray:
+        return mask & (when <= export_s) & (when < end_s)
+
+    was_reassigned, was_reopened = happened(reassigned, reassign_s), happened(reopened, reopen_s)
+
+    steps = [  # (orders, status, time, reassignments so far, reopens so far)
+        (np.ones(n, dtype=bool), "OPEN", created_s, 0, 0),
+        (happened(assigned & (assign_s > created_s), assign_s), "ASSIGNED", assign_s, 0, 0),
+        (started, "IN_PROGRESS", start_s, 0, 0),
+        (happened(reassigned, reassign_s), "ASSIGNED", reassign_s, 1, 0),
+        (happened(reassigned, back_s), "IN_PROGRESS", back_s, 1, 0),
+        (happened(waits, pause_s), "WAITING_CUSTOMER", pause_s, 1, 0),
+        (happened(stalled & started, pause_s), "ON_HOLD_PARTS", pause_s, 1, 0),
+        (happened((waits | stalled) & started, resume_s), "IN_PROGRESS", resume_s, 1, 0),
+        (happened(reopened, resolved_s), "RESOLVED", resolved_s, 1, 0),
+        (happened(reopened, reopen_s), "REOPENED", reopen_s, 1, 1),
+        (happened(reopened, rework_s), "IN_PROGRESS", rework_s, 1, 1),
+        (ended & ~canceled, "DONE", end_s, 1, 1),
+        (ended & canceled, "CANCELED", end_s, 1, 1),
     ]
-    order_index = np.concatenate([np.flatnonzero(mask) for mask, *_ in parts])
-    status = np.concatenate([np.full(int(mask.sum()), name, dtype=object) for mask, name, *_ in parts])
-    seconds = np.concatenate([at[mask] for mask, _, at, _ in parts])
-    step = np.concatenate([np.full(int(mask.sum()), rank) for mask, _, _, rank in parts])
+    order_index = np.concatenate([np.flatnonzero(mask) for mask, *_ in steps])
+    status = np.concatenate([np.full(int(mask.sum()), name, dtype=object) for mask, name, *_ in steps])
+    seconds = np.concatenate([when[mask] for mask, _, when, *_ in steps])
+    step = np.concatenate([np.full(int(mask.sum()), rank) for rank, (mask, *_) in enumerate(steps)])
+    # counters count what happened to the order up to that row (a step's 1 applies only to orders it happened to)
+    after_reassignment = np.concatenate([np.full(int(m.sum()), r) for m, _, _, r, _ in steps])
+    after_reopen = np.concatenate([np.full(int(m.sum()), r) for m, _, _, _, r in steps])
+    reassignments = after_reassignment * was_reassigned[order_index]
+    reopens = after_reopen * was_reopened[order_index]
     sort = np.lexsort((step, order_index))
     return pd.DataFrame(
         {
             "order_id": pd.Series(ids[order_index[sort]], dtype="str"),
             "status": pd.Series(status[sort], dtype="str"),
             "changed_at": pd.Series(origin + pd.to_timedelta(seconds[sort], unit="s")).astype("datetime64[ns, UTC]"),
+            "reassignment_count": reassignments[sort].astype("float64"),
+            "reopen_count": reopens[sort].astype("float64"),
         }
     )
 

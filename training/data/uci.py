@@ -7,7 +7,12 @@ incident plus its status history:
 - the label is `made_sla` at the LAST event (it can flip during an incident), as the explicit `sla_breached`;
 - `created_at` = `opened_at`; `done_at` = `resolved_at` (last event), else the last Resolved/Closed event;
 - there is no due date, so `due_at` stays empty. Dates are day-first (`29/2/2016 01:16`), naive, taken as UTC;
-  `?` means missing.
+  `?` means missing;
+- the status history is the sequence of `incident_state` values by `sys_updated_at`, one row per change: the log
+  writes a row for every update of any field, so repeats of the same state are dropped (a row keeps its state's
+  first time), and the placeholder state `-100` is no state at all. The first event with `sys_mod_count` 0 is
+  the record as created: its state is the state at `opened_at` (its update time lags the opening by minutes).
+  Each row carries the log's `reassignment_count` / `reopen_count` as of that row (when the log has them).
 """
 
 from __future__ import annotations
@@ -39,18 +44,26 @@ REQUIRED: Final = (
     "contact_type",
     "resolved_at",
 )
+COUNTERS: Final = ("reassignment_count", "reopen_count")  # kept on the history when the log has them
 DONE_STATES: Final = ("Resolved", "Closed")
+PLACEHOLDER_STATES: Final = ("-100",)
 MISSING_CATEGORY: Final = "unknown"  # the canonical export requires a category; 0.05% of incidents open without one
 
 
 def _read(path: Path, source: str) -> pd.DataFrame:
     try:
-        return pd.read_csv(path, dtype=str, na_values=["?"], keep_default_na=False, usecols=list(REQUIRED))
+        log = pd.read_csv(
+            path, dtype=str, na_values=["?"], keep_default_na=False, usecols=lambda c: c in REQUIRED or c in COUNTERS
+        )
     except FileNotFoundError as exc:
         raise DataError("file not found", source=source) from exc
     except (ValueError, zipfile.BadZipFile, pd.errors.ParserError, UnicodeDecodeError) as exc:
         # pandas names the missing columns in its ValueError ("Usecols do not match columns ...")
         raise DataError(f"not a readable UCI incident event log: {exc}", source=source) from exc
+    missing = [c for c in REQUIRED if c not in log.columns]
+    if missing:
+        raise DataError(f"not a readable UCI incident event log: missing column(s) {', '.join(missing)}", source=source)
+    return log
 
 
 def _dates(log: pd.DataFrame, column: str, source: str) -> pd.Series:
@@ -110,11 +123,25 @@ def load_uci(path: Path | str, *, source: str | None = None) -> OrdersData:
             "channel": first["contact_type"].to_numpy(),
         }
     )
-    history = pd.DataFrame(
-        {"order_id": log["number"], "status": log["incident_state"], "changed_at": log["sys_updated_at"]}
-    )
     return OrdersData(
         orders=canonical_orders(orders, source=source),
-        history=canonical_history(history.dropna(subset=["status", "changed_at"]), source=source),
+        history=canonical_history(_status_changes(log), source=source),
         source=source,
     )
+
+
+def _status_changes(log: pd.DataFrame) -> pd.DataFrame:
+    """One row per change of state of each incident, from the log sorted by incident and update."""
+    created = log["sys_mod_count"].eq(0) & ~log["number"].duplicated()
+    changed_at = log["sys_updated_at"].where(~created, log["opened_at"].fillna(log["sys_updated_at"]))
+    state = log["incident_state"].str.strip()
+    events = pd.DataFrame(
+        {
+            "order_id": log["number"],
+            "status": state.where(~state.isin(PLACEHOLDER_STATES)),
+            "changed_at": changed_at,
+        }
+        | {c: log[c] for c in COUNTERS if c in log.columns}
+    ).dropna(subset=["status", "changed_at"])
+    repeated = events["status"].eq(events["status"].shift()) & events["order_id"].eq(events["order_id"].shift())
+    return events[~repeated.to_numpy()].reset_index(drop=True)

@@ -14,7 +14,7 @@ from osml.cli import main
 from training.data.canonical import ORDER_COLUMNS, OrdersData, canonical_history, canonical_orders
 from training.data.orders import load_orders
 from training.data.synthetic import SLA_POLICY_HOURS, generate, write_csv
-from training.features import build_features, build_training_frame
+from training.features import build_training_frame
 from training.labels import resolution_minutes
 
 pytestmark = pytest.mark.unit
@@ -117,10 +117,22 @@ def test_structure_carries_signal(data: OrdersData, orders: pd.DataFrame) -> Non
 def test_history_tells_each_order_s_story(data: OrdersData, orders: pd.DataFrame) -> None:
     history = data.history
     assert history is not None
-    assert set(history["status"]) == {"OPEN", "IN_PROGRESS", "ON_HOLD", "DONE", "CANCELED"}
+    assert set(history["status"]) == {
+        "OPEN",
+        "ASSIGNED",
+        "IN_PROGRESS",
+        "WAITING_CUSTOMER",
+        "ON_HOLD_PARTS",
+        "RESOLVED",
+        "REOPENED",
+        "DONE",
+        "CANCELED",
+    }
     per_order = history.groupby("order_id", sort=False)
     assert (per_order["status"].first() == "OPEN").all()
     assert per_order["changed_at"].apply(lambda s: s.is_monotonic_increasing).all()
+    for counter in ("reassignment_count", "reopen_count"):
+        assert per_order[counter].apply(lambda s: s.is_monotonic_increasing).all()
     indexed = orders.set_index("id")
     first = per_order["changed_at"].first()
     assert (first == indexed.loc[first.index, "created_at"]).all()
@@ -131,15 +143,47 @@ def test_history_tells_each_order_s_story(data: OrdersData, orders: pd.DataFrame
     canceled = last[last["status"] == "CANCELED"]
     assert (canceled["changed_at"] == indexed.loc[canceled.index, "canceled_at"]).all()
     assert set(history["order_id"]) == set(orders["id"])
+    # nothing happens to an order after it is closed
+    closed = indexed["done_at"].fillna(indexed["canceled_at"]).reindex(history["order_id"]).to_numpy()
+    changed = history["changed_at"].to_numpy()
+    assert not (pd.notna(closed) & (changed > closed)).any()
 
 
-def test_generated_features_are_valid_payloads(orders: pd.DataFrame) -> None:
+def test_history_shares(data: OrdersData, orders: pd.DataFrame) -> None:
+    history = data.history
+    assert history is not None
+    reached = history.groupby("status")["order_id"].nunique() / len(orders)
+    assert 0.75 < reached["ASSIGNED"] < 0.95  # the assigned orders, once work had not started at creation
+    assert 0.05 < reached["WAITING_CUSTOMER"] < 0.2
+    assert 0.01 < reached["ON_HOLD_PARTS"] < 0.04
+    assert 0.02 < reached["REOPENED"] < 0.08
+    assert (reached["REOPENED"] == reached["RESOLVED"]) and history.loc[
+        history["status"] == "REOPENED", "reopen_count"
+    ].eq(1).all()
+    reassigned = history.groupby("order_id")["reassignment_count"].max()
+    assert 0.05 < reassigned.mean() < 0.2
+
+
+def test_history_carries_signal_about_the_remaining_time(data: OrdersData) -> None:
+    frame = build_training_frame(data, schema_version="4")
+    mid_life = frame.elapsed_minutes > 0
+    remaining = np.log1p(frame.eta[mid_life])
+    by_status = remaining.groupby(frame.features.loc[mid_life, "status"]).median()
+    # waiting for parts leaves the longest road ahead; a reopened order is almost done again
+    assert by_status["ON_HOLD_PARTS"] == by_status.max()
+    assert by_status["ON_HOLD_PARTS"] - by_status["IN_PROGRESS"] > 1.0
+    assert by_status["RESOLVED"] < by_status["IN_PROGRESS"]
+
+
+def test_generated_features_are_valid_payloads(data: OrdersData, orders: pd.DataFrame) -> None:
     from osml.schema import Features
 
-    features = build_features(orders.head(200), schema_version="3")
-    for record in features.to_dict(orient="records"):
+    frame = build_training_frame(OrdersData(orders.head(300), data.history, "x"), schema_version="4")
+    assert frame.features["status"].notna().all()
+    whole = ("WorkloadOpen", "statusChanges", "pauses", "reassignments", "reopens")
+    for record in frame.features.to_dict(orient="records"):
         clean = {k: (None if pd.isna(v) else v) for k, v in record.items()}
-        clean = {k: (int(v) if k.endswith("WorkloadOpen") and v is not None else v) for k, v in clean.items()}
+        clean = {k: (int(v) if k.endswith(whole) and v is not None else v) for k, v in clean.items()}
         Features.model_validate(clean)
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import zipfile
 from pathlib import Path
 
@@ -15,19 +16,23 @@ from training.data.uci import load_uci
 pytestmark = pytest.mark.unit
 
 HEADER = (
-    "number,incident_state,active,made_sla,opened_at,sys_updated_at,sys_mod_count,contact_type,location,category,"
-    "subcategory,priority,assignment_group,assigned_to,resolved_at,closed_at"
+    "number,incident_state,active,reassignment_count,reopen_count,made_sla,opened_at,sys_updated_at,sys_mod_count,"
+    "contact_type,location,category,subcategory,priority,assignment_group,assigned_to,resolved_at,closed_at"
 )
-# INC1: opened without assignee, later assigned and re-prioritised; made_sla flips to false at the end.
+# INC1: opened without assignee, later assigned (reassigned once) and re-prioritised; made_sla flips to false at the
+#       end; an update that leaves the state Active is no status change.
 # INC2: first logged event is already Resolved; no resolved_at anywhere -> done_at from the Resolved event.
-# INC3: still active (never resolved); missing category ('?').
+# INC3: still active (never resolved); missing category ('?'); a '-100' placeholder state.
 ROWS = [
-    "INC1,Active,true,true,1/3/2016 09:05,1/3/2016 10:00,1,Phone,Location 1,Category 7,Sub 2,3 - Moderate,Group 5,Tech 9,2/3/2016 18:00,7/3/2016 18:00",
-    "INC1,New,true,true,1/3/2016 09:05,1/3/2016 09:10,0,Phone,Location 1,Category 7,Sub 2,3 - Moderate,Group 5,?,2/3/2016 18:00,7/3/2016 18:00",
-    "INC1,Resolved,true,false,1/3/2016 09:05,2/3/2016 18:00,2,Phone,Location 1,Category 7,Sub 2,1 - Critical,Group 6,Tech 9,2/3/2016 18:00,7/3/2016 18:00",
-    "INC2,Resolved,true,true,13/3/2016 23:59,14/3/2016 08:00,3,Email,Location 2,Category 8,Sub 3,4 - Low,?,Tech 1,?,?",
-    "INC2,Closed,false,true,13/3/2016 23:59,19/3/2016 08:00,4,Email,Location 2,Category 8,Sub 3,4 - Low,?,Tech 1,?,19/3/2016 08:00",
-    "INC3,Active,true,true,20/3/2016 12:00,20/3/2016 12:30,0,Self service,?,?,?,2 - High,Group 5,?,?,?",
+    "INC1,Active,true,0,0,true,1/3/2016 09:05,1/3/2016 10:00,1,Phone,Location 1,Category 7,Sub 2,3 - Moderate,Group 5,Tech 9,2/3/2016 18:00,7/3/2016 18:00",
+    "INC1,New,true,0,0,true,1/3/2016 09:05,1/3/2016 09:10,0,Phone,Location 1,Category 7,Sub 2,3 - Moderate,Group 5,?,2/3/2016 18:00,7/3/2016 18:00",
+    "INC1,Active,true,1,0,true,1/3/2016 09:05,1/3/2016 12:00,2,Phone,Location 1,Category 7,Sub 2,3 - Moderate,Group 6,Tech 9,2/3/2016 18:00,7/3/2016 18:00",
+    "INC1,Resolved,true,1,0,false,1/3/2016 09:05,2/3/2016 18:00,3,Phone,Location 1,Category 7,Sub 2,1 - Critical,Group 6,Tech 9,2/3/2016 18:00,7/3/2016 18:00",
+    "INC2,Resolved,true,0,0,true,13/3/2016 23:59,14/3/2016 08:00,3,Email,Location 2,Category 8,Sub 3,4 - Low,?,Tech 1,?,?",
+    "INC2,Closed,false,0,0,true,13/3/2016 23:59,19/3/2016 08:00,4,Email,Location 2,Category 8,Sub 3,4 - Low,?,Tech 1,?,19/3/2016 08:00",
+    "INC3,Active,true,0,0,true,20/3/2016 12:00,20/3/2016 12:30,0,Self service,?,?,?,2 - High,Group 5,?,?,?",
+    "INC3,-100,true,0,0,true,20/3/2016 12:00,20/3/2016 13:00,1,Self service,?,?,?,2 - High,Group 5,?,?,?",
+    "INC3,Awaiting User Info,true,0,1,true,20/3/2016 12:00,20/3/2016 14:00,2,Self service,?,?,?,2 - High,Group 5,?,?,?",
 ]
 
 
@@ -57,11 +62,31 @@ def test_one_order_per_incident_with_opening_features_and_final_label(tmp_path: 
     assert orders["due_at"].isna().all()
 
 
-def test_status_history_keeps_every_event(tmp_path: Path) -> None:
+def test_status_history_is_the_sequence_of_state_changes(tmp_path: Path) -> None:
     history = load_uci(_write(tmp_path, ROWS)).history
-    assert history is not None and len(history) == len(ROWS)
-    inc1 = history[history["order_id"] == "INC1"].sort_values("changed_at")
-    assert list(inc1["status"]) == ["NEW", "ACTIVE", "RESOLVED"]
+    assert history is not None
+    story = {
+        order_id: list(zip(rows["status"], rows["changed_at"].dt.strftime("%d/%m %H:%M"), strict=True))
+        for order_id, rows in history.groupby("order_id")
+    }
+    assert story == {
+        # the record as created (mod count 0) is the state at opening: 09:05, not its 09:10 update
+        "INC1": [("NEW", "01/03 09:05"), ("ACTIVE", "01/03 10:00"), ("RESOLVED", "02/03 18:00")],
+        # the log starts later: the first row keeps its own time
+        "INC2": [("RESOLVED", "14/03 08:00"), ("CLOSED", "19/03 08:00")],
+        "INC3": [("ACTIVE", "20/03 12:00"), ("AWAITING USER INFO", "20/03 14:00")],
+    }
+    # a row keeps the counters of its state's first event (the reassignment at 12:00 shows from the next change)
+    assert history["reassignment_count"].tolist() == [0, 0, 1, 0, 0, 0, 0]
+    assert history["reopen_count"].tolist() == [0, 0, 0, 0, 0, 0, 1]
+
+
+def test_history_without_counters_is_read(tmp_path: Path) -> None:
+    header = HEADER.replace(",reassignment_count,reopen_count", "")
+    rows = [re.sub(r"^(INC\d,[^,]+,\w+),\d+,\d+,", r"\1,", r) for r in ROWS]
+    history = load_uci(_write(tmp_path, rows, header=header)).history
+    assert history is not None and len(history) == 7
+    assert "reassignment_count" not in history.columns
 
 
 def test_load_orders_recognises_the_log_in_a_zip(tmp_path: Path) -> None:
@@ -75,10 +100,10 @@ def test_load_orders_recognises_the_log_in_a_zip(tmp_path: Path) -> None:
 
 
 def test_unparsable_date_names_column_and_row(tmp_path: Path) -> None:
-    rows = [*ROWS[:3], ROWS[3].replace("14/3/2016 08:00", "2016-03-14T08:00")]
+    rows = [*ROWS[:4], ROWS[4].replace("14/3/2016 08:00", "2016-03-14T08:00")]
     with pytest.raises(DataError) as info:
         load_uci(_write(tmp_path, rows))
-    assert info.value.column == "sys_updated_at" and info.value.row == 4
+    assert info.value.column == "sys_updated_at" and info.value.row == 5
     assert "day-first" in str(info.value)
 
 
