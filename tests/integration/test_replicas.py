@@ -40,7 +40,10 @@ MIN_SHARE = 0.2
 
 @pytest.fixture
 def facades(
-    tmp_path: Path, pg_database: str, mlflow_tracking_server: MlflowServer, pair_a_and_b: tuple[str, str]
+    tmp_path: Path,
+    pg_database: str,
+    mlflow_tracking_server: MlflowServer,
+    pair_a_and_b: tuple[str, str],  # noqa: F811 (both pairs registered before the facades start)
 ) -> Iterator[list[Facade]]:
     env = {
         "MLFLOW_TRACKING_URI": mlflow_tracking_server.url,
