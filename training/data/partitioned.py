@@ -27,6 +27,7 @@ from datetime import datetime
 from pathlib import Path, PurePosixPath
 from typing import Final, Literal
 
+import dask
 import dask.dataframe as dd
 import pandas as pd
 import psycopg
@@ -58,6 +59,10 @@ _CANONICAL: Final[dict[Table, Callable[..., pd.DataFrame]]] = {
     "history": canonical_history,
 }
 _COLUMNS: Final[dict[Table, tuple[str, ...]]] = {"orders": ORDER_COLUMNS, "history": HISTORY_COLUMNS}
+
+# pandas' own `str` dtype is already Arrow-backed; Dask's conversion to `string[pyarrow]` would only turn missing
+# text from NaN into pd.NA, which the shared feature and label code does not expect
+dask.config.set({"dataframe.convert-string": False})
 
 
 @dataclass(frozen=True)
@@ -278,12 +283,13 @@ def read_partitioned(ref: str, *, rows_per_partition: int = ROWS_PER_PARTITION) 
     if found is not None:
         return found
     whole = load_orders(ref)
-
-    def split(frame: pd.DataFrame) -> dd.DataFrame:
-        return dd.from_pandas(frame, chunksize=rows_per_partition, sort=False)
-
     return PartitionedOrders(
-        orders=split(whole.orders),
-        history=None if whole.history is None else split(whole.history),
+        orders=split(whole.orders, rows_per_partition=rows_per_partition),
+        history=None if whole.history is None else split(whole.history, rows_per_partition=rows_per_partition),
         source=whole.source,
     )
+
+
+def split(frame: pd.DataFrame, *, rows_per_partition: int = ROWS_PER_PARTITION) -> dd.DataFrame:
+    """A frame in memory as partitions of `rows_per_partition` rows, in its order."""
+    return dd.from_pandas(frame, chunksize=rows_per_partition, sort=False)
