@@ -22,7 +22,6 @@ from scoring.features import order_features
 from scoring.predict import ScoringRun, empty_predictions, predict_partition
 from scoring.sinks import Sink
 from training.cluster import DaskSettings, dask_client
-from training.data.errors import DataError
 from training.data.partitioned import ROWS_PER_PARTITION, read_partitioned
 
 Scope = Literal["open", "all"]
@@ -60,8 +59,10 @@ def production_run(*, tracking_uri: str, run_id: str, as_of: datetime) -> Scorin
     )
 
 
-def predictions(orders: dd.DataFrame, run: ScoringRun, *, as_of: datetime, scope: Scope) -> dd.DataFrame:
-    """`orders_prediction`-shaped rows (scoring.predict.PREDICTION_COLUMNS) for the orders in scope at `as_of`."""
+def predictions(orders: dd.DataFrame, run: ScoringRun, *, scope: Scope) -> dd.DataFrame:
+    """`orders_prediction`-shaped rows (scoring.predict.PREDICTION_COLUMNS) for the orders in scope at the run's
+    as-of instant."""
+    as_of = run.predicted_at
     created = orders[orders["created_at"] <= as_of]
     if scope == "all":
         in_scope = created["created_at"].notnull()
@@ -86,9 +87,7 @@ def score(
     sink.prepare()
     with dask_client(cluster):
         data = read_partitioned(dataset_ref, rows_per_partition=rows_per_partition)
-        if data.orders.npartitions == 0:
-            raise DataError("the dataset has no orders", source=data.source)
-        written = sink.write(predictions(data.orders, run, as_of=run.predicted_at, scope=scope))
+        written = sink.write(predictions(data.orders, run, scope=scope))
     return ScoreResult(
         run_id=run.run_id,
         model_version=run.model_version,
