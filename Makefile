@@ -37,7 +37,7 @@ lint: install
 	$(BIN)/ruff format --check .
 
 typecheck: install
-	$(BIN)/mypy osml training serving worker
+	$(BIN)/mypy osml training serving worker scoring
 
 unit: install
 	$(BIN)/pytest -m "unit or contract" -q

@@ -16,6 +16,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "train": ("training.cli_train", "train SLA + ETA models, log to MLflow, register versions"),
     "features": ("training.cli_features", "features as of creation, status changes or an instant, as CSV"),
     "eval-uci": ("training.cli_eval", "real-data quality report on the UCI incident event log"),
+    "score": ("scoring.cli_score", "batch-score open (or all) orders with the production pair on Dask"),
     "serve": ("serving.cli_serve", "run the FastAPI facade"),
     "up": ("serving.cli_up", "embedded default: train if the registry is empty, then serve + MLflow UI"),
     "worker": ("worker.cli_worker", "consume ML_PREDICTION_REQUESTED and store predictions"),

@@ -9,11 +9,11 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-import numpy as np
 from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
 
 from osml import registry
+from osml.precision import published_eta_minutes, published_sla_risk
 from osml.schema import SUPPORTED_SCHEMA_VERSIONS
 from serving import errors
 from serving.job_store import Job
@@ -66,8 +66,8 @@ class DataPlane:
         """`items` as validated by `payloads.BATCH_ADAPTER`: dicts shaped like /predict bodies."""
         pair = self.active()
         rows = [item["features"] for item in items]
-        sla = np.round(np.asarray(pair.sla.predict_many(rows), dtype=float), 4).tolist()
-        eta = np.maximum(np.rint(np.asarray(pair.eta.predict_many(rows), dtype=float)), 0).astype(int).tolist()
+        sla = published_sla_risk(pair.sla.predict_many(rows)).tolist()
+        eta = published_eta_minutes(pair.eta.predict_many(rows)).tolist()
         version = pair.model_version
         self._metrics.predictions.labels(version).inc(len(rows))
         return {

@@ -92,12 +92,16 @@ def resolved_environment(service: str) -> dict[str, str]:
     return {key: interpolate(value) for key, value in environment(service).items()}
 
 
+def built_from_osml_image(service: dict[str, Any]) -> bool:
+    build = service.get("build") or {}
+    return isinstance(build, dict) and build.get("dockerfile") == OSML_DOCKERFILE
+
+
 def osml_services() -> dict[str, str]:
-    """service -> osml subcommand, for every service built from infra/Dockerfile."""
+    """service -> osml subcommand, for every service that runs the osml image's entrypoint."""
     found = {}
     for name, service in SERVICES.items():
-        build = service.get("build") or {}
-        if isinstance(build, dict) and build.get("dockerfile") == OSML_DOCKERFILE:
+        if built_from_osml_image(service) and "entrypoint" not in service:
             command = service.get("command")
             assert isinstance(command, list) and command, f"{name}: command must be a list like ['serve']"
             found[name] = command[0]
@@ -374,3 +378,41 @@ def test_grafana_is_provisioned_with_prometheus_and_the_dashboard() -> None:
     dashboard = json.loads((REPO_ROOT / "infra/grafana/dashboards/osml.json").read_text())
     used = {t["datasource"]["uid"] for p in dashboard["panels"] for t in p.get("targets", [])}
     assert used == {datasource["uid"]}
+
+
+def _flag(command: list[str], name: str) -> str:
+    return command[command.index(name) + 1]
+
+
+def test_dask_services_run_the_images_distributed_and_meet_where_clients_look() -> None:
+    from training.cluster import DaskSettings
+
+    scheduler, worker = SERVICES["dask-scheduler"], SERVICES["dask-worker"]
+    for service in (scheduler, worker):
+        # the osml image: tasks find the code and the exact libraries of the client that submitted them
+        assert built_from_osml_image(service) and service["entrypoint"] == ["dask"]
+    pyproject = tomllib.loads((REPO_ROOT / "pyproject.toml").read_text())
+    assert any(re.fullmatch(r"distributed==[\d.]+", d) for d in pyproject["project"]["dependencies"])
+    assert scheduler["command"][0] == "scheduler" and worker["command"][0] == "worker"
+    port = int(_flag(scheduler["command"], "--port"))
+    address = urlsplit(COMPOSE["x-dask-client"]["OSML_DASK_SCHEDULER"])
+    assert (address.scheme, address.hostname, address.port) == ("tcp", "dask-scheduler", port)
+    assert worker["command"][1] == COMPOSE["x-dask-client"]["OSML_DASK_SCHEDULER"]
+    assert "OSML_DASK_SCHEDULER" in env_names(DaskSettings)
+    assert DaskSettings(scheduler=COMPOSE["x-dask-client"]["OSML_DASK_SCHEDULER"]).scheduler
+    for service, name in ((scheduler, "dask-scheduler"), (worker, "dask-worker")):
+        dashboard = int(_flag([interpolate(str(c)) for c in service["command"]], "--dashboard-address").lstrip(":"))
+        assert healthcheck_port(name) == dashboard, f"{name}: healthcheck does not probe its HTTP port"
+
+
+def test_dask_workers_scale_out_and_hold_only_library_settings() -> None:
+    worker = SERVICES["dask-worker"]
+    # replicas: no fixed name, no published port, one process each (memory is per replica)
+    assert "container_name" not in worker and "ports" not in worker
+    command = [interpolate(str(c)) for c in worker["command"]]
+    assert _flag(command, "--nworkers") == "1"
+    assert _flag(command, "--memory-limit") == ENV_VALUES["DASK_WORKER_MEMORY"]
+    env = resolved_environment("dask-worker")
+    assert set(env) <= LIBRARY_ENV
+    assert urlsplit(env["MLFLOW_TRACKING_URI"]).hostname == "mlflow"
+    assert ENV_VALUES["MINIO_ROOT_PASSWORD"] not in env.values(), "dask workers read datasets with the read-only key"

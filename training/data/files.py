@@ -25,7 +25,8 @@ _NA_VALUES: Final = ["", "NULL", "null", "NaN", "nan", "None"]
 Opener = Callable[[], IO[bytes]]
 
 
-def _read_csv(open_file: Opener, *, label: str, nrows: int | None = None) -> pd.DataFrame:
+def read_csv(open_file: Opener, *, label: str, nrows: int | None = None) -> pd.DataFrame:
+    """Every value as text (the usual NULL spellings missing), for `canonical_orders` / `canonical_history`."""
     try:
         with open_file() as handle:
             return pd.read_csv(
@@ -43,7 +44,7 @@ def _read_csv(open_file: Opener, *, label: str, nrows: int | None = None) -> pd.
 
 
 def _is_uci(open_file: Opener, *, label: str) -> bool:
-    header = _read_csv(open_file, label=label, nrows=0)
+    header = read_csv(open_file, label=label, nrows=0)
     return UCI_COLUMNS.issubset(str(c).strip().lower() for c in header.columns)
 
 
@@ -61,10 +62,8 @@ def _load_uci(path: Path, *, source: str) -> OrdersData:
 
 
 def _orders_data(orders: Opener, history: Opener | None, *, label: str, history_label: str, ref: str) -> OrdersData:
-    frame = canonical_orders(_read_csv(orders, label=label), source=label)
-    history_frame = (
-        canonical_history(_read_csv(history, label=history_label), source=history_label) if history else None
-    )
+    frame = canonical_orders(read_csv(orders, label=label), source=label)
+    history_frame = canonical_history(read_csv(history, label=history_label), source=history_label) if history else None
     return OrdersData(orders=frame, history=history_frame, source=ref)
 
 

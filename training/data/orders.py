@@ -24,7 +24,7 @@ def _scheme(ref: str) -> str:
     return ref.split("://", 1)[0].lower() if "://" in ref else ""
 
 
-def _local_path(ref: str) -> Path:
+def local_path(ref: str) -> Path:
     if _scheme(ref) == "file":
         parsed = urlparse(ref)
         if parsed.netloc not in ("", "localhost"):
@@ -50,7 +50,7 @@ def validate_ref(ref: str) -> None:
     elif scheme in ("", "file"):
         from training.data.files import check_local
 
-        check_local(_local_path(ref))
+        check_local(local_path(ref))
     else:
         raise DataError(f"unsupported datasetRef scheme '{scheme}' (use a path, file://, s3:// or postgresql://)")
 
@@ -71,4 +71,4 @@ def load_orders(ref: str) -> OrdersData:
         return read_postgres(ref)
     from training.data.files import read_local
 
-    return read_local(_local_path(ref), ref=ref)
+    return read_local(local_path(ref), ref=ref)

@@ -29,7 +29,8 @@ def parse_s3_ref(ref: str) -> tuple[str, str]:
     return parsed.netloc, parsed.path.lstrip("/")
 
 
-def _client() -> Any:
+def s3_client() -> Any:
+    """A boto3 S3 client for the configured endpoint (see the module docstring)."""
     endpoint = os.environ.get("MLFLOW_S3_ENDPOINT_URL") or os.environ.get("AWS_ENDPOINT_URL") or None
     return boto3.client("s3", endpoint_url=endpoint)
 
@@ -65,7 +66,7 @@ def read_s3(ref: str) -> OrdersData:
     with tempfile.TemporaryDirectory(prefix="osml-s3-") as tmp:
         dest = Path(tmp)
         try:
-            client = _client()
+            client = s3_client()
             if key and not key.endswith("/") and _exists(client, bucket, key):
                 local = dest / PurePosixPath(key).name
                 client.download_file(bucket, key, str(local))

@@ -1,0 +1,1 @@
+"""Batch scoring: every open order (or every order) scored with the production pair, on Dask."""
