@@ -26,7 +26,7 @@ $(BIN)/python:
 
 # uv comes from the lock itself: pip bootstraps the locked uv, which then makes .venv exactly the lock (removing
 # what the lock does not name, hashes checked) and adds osml itself without touching a dependency.
-$(STAMP): $(DEV_LOCK) | $(BIN)/python
+$(STAMP): $(DEV_LOCK) pyproject.toml | $(BIN)/python
 	$(BIN)/pip install -q "$$(grep -E '^uv==' $(DEV_LOCK) | cut -d' ' -f1)"
 	$(BIN)/uv pip sync -q --python $(BIN)/python $(DEV_LOCK)
 	$(BIN)/uv pip install -q --python $(BIN)/python --no-deps -e .
