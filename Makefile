@@ -18,7 +18,7 @@ help:
 	@echo "make test        lint, typecheck and the whole test suite (starts PostgreSQL/RabbitMQ if down)"
 	@echo "make bench       facade vs 'mlflow models serve', batch vs in-process, end-to-end events"
 	@echo "make eval        real-data quality report on the UCI event log (UCI=path)"
-	@echo "make stack       local production-shaped stack (tracking server on Postgres + S3, facade, worker, relay)"
+	@echo "make stack       local production-shaped stack (tracking server on Postgres + S3, facade, trainer, worker, relay)"
 	@echo "make stack-down  stop exactly what 'make stack' started"
 
 $(BIN)/python:
@@ -53,7 +53,7 @@ lint: install
 	$(BIN)/ruff format --check .
 
 typecheck: install
-	$(BIN)/mypy osml training serving worker
+	$(BIN)/mypy osml training serving trainer worker
 
 unit: install
 	$(BIN)/pytest -m "unit or contract" -q
