@@ -12,12 +12,12 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import TypeVar
 
 import httpx
+from tenacity import RetryError, Retrying, retry_if_exception_type, retry_if_result, stop_after_delay, wait_fixed
 
 T = TypeVar("T")
 
@@ -26,19 +26,21 @@ VENV_BIN = Path(sys.executable).parent
 
 
 def wait_until(condition: Callable[[], T], *, timeout: float, interval: float = 0.05, what: str = "") -> T:
-    """Poll `condition` until it returns a truthy value; fail with `what` once `timeout` seconds pass."""
-    deadline = time.monotonic() + timeout
-    last_error: Exception | None = None
-    while True:
-        try:
-            value = condition()
-            if value:
-                return value
-        except Exception as exc:  # the condition may raise until the thing is up
-            last_error = exc
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"timed out after {timeout}s waiting for {what or condition}: {last_error!r}")
-        time.sleep(interval)
+    """Poll `condition` until it returns a truthy value; fail with `what` once `timeout` seconds pass.
+
+    The condition may raise until the thing is up: that counts as not yet, and the last error is reported.
+    """
+    retrying = Retrying(
+        stop=stop_after_delay(timeout),
+        wait=wait_fixed(interval),
+        retry=retry_if_exception_type(Exception) | retry_if_result(lambda value: not value),
+    )
+    try:
+        return retrying(condition)
+    except RetryError as exc:
+        last = exc.last_attempt
+        error = last.exception() if last.failed else None
+        raise TimeoutError(f"timed out after {timeout}s waiting for {what or condition}: {error!r}") from None
 
 
 def free_port() -> int:
