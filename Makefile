@@ -4,27 +4,43 @@ PY ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+# requirements.lock pins what the images run; requirements-dev.lock adds the tools, at the same versions
+LOCK := requirements.lock
+DEV_LOCK := requirements-dev.lock
+LOCK_FLAGS := --python-version 3.11 --python-platform linux --generate-hashes --quiet --custom-compile-command "make lock"
 UCI ?= ../shared/data/uci-incident-event-log/incident_event_log.zip
 
-.PHONY: help install up test lint typecheck unit bench eval stack stack-down services clean
+.PHONY: help install lock up test lint typecheck unit bench eval stack stack-down services clean
 
 help:
+	@echo "make install     .venv with exactly the versions in $(DEV_LOCK) (make lock refreshes the locks)"
 	@echo "make up          train on bundled synthetic data if the registry is empty, then serve (embedded)"
 	@echo "make test        lint, typecheck and the whole test suite (starts PostgreSQL/RabbitMQ if down)"
 	@echo "make bench       facade vs 'mlflow models serve', batch vs in-process, end-to-end events"
 	@echo "make eval        real-data quality report on the UCI event log (UCI=path)"
-	@echo "make stack       local production-shaped stack (tracking server on Postgres + S3, facade, worker, relay)"
+	@echo "make stack       local production-shaped stack (tracking server on Postgres + S3, facade, trainer, worker, relay)"
 	@echo "make stack-down  stop exactly what 'make stack' started"
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
 
-$(STAMP): pyproject.toml | $(BIN)/python
-	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q -e '.[dev]'
+# uv comes from the lock itself: pip bootstraps the locked uv, which then makes .venv exactly the lock (removing
+# what the lock does not name, hashes checked) and adds osml itself without touching a dependency.
+$(STAMP): $(DEV_LOCK) pyproject.toml | $(BIN)/python
+	$(BIN)/pip install -q "$$(grep -E '^uv==' $(DEV_LOCK) | cut -d' ' -f1)"
+	$(BIN)/uv pip sync -q --python $(BIN)/python $(DEV_LOCK)
+	$(BIN)/uv pip install -q --python $(BIN)/python --no-deps -e .
 	touch $(STAMP)
 
 install: $(STAMP)
+
+# after a change to the dependencies in pyproject.toml: resolve again (keeping the other pins; LOCK_UPGRADE=--upgrade
+# moves every pin to the newest allowed), then install what was resolved
+lock: | $(BIN)/python
+	@test -x $(BIN)/uv || $(BIN)/pip install -q "$$(grep -E '^uv==' $(DEV_LOCK) | cut -d' ' -f1)"
+	$(BIN)/uv pip compile pyproject.toml $(LOCK_FLAGS) $(LOCK_UPGRADE) -o $(LOCK)
+	$(BIN)/uv pip compile pyproject.toml --extra dev $(LOCK_FLAGS) $(LOCK_UPGRADE) -c $(LOCK) -o $(DEV_LOCK)
+	$(MAKE) install
 
 up: install
 	$(BIN)/osml up
@@ -37,7 +53,7 @@ lint: install
 	$(BIN)/ruff format --check .
 
 typecheck: install
-	$(BIN)/mypy osml training serving worker scoring
+	$(BIN)/mypy osml training serving trainer worker scoring
 
 unit: install
 	$(BIN)/pytest -m "unit or contract" -q

@@ -3,11 +3,11 @@
 `make stack` (`python infra/stack.py up`) creates two PostgreSQL databases (tracking server, osml) on the machine's
 server and a RabbitMQ vhost holding `infra/rabbitmq/definitions.json`, then starts moto's S3 server in place of
 MinIO, the MLflow tracking server through `mlflow/server.sh` (PostgreSQL backend store, artifacts proxied to S3),
-`osml migrate`, the facade, the worker and the relay. Each process gets its own process group and a log under
+`osml migrate`, the facade, a trainer, the worker and the relay. Each process gets its own process group and a log under
 the stack directory (`.osml/stack/`); a state file records what was started so that `make stack-down`
 (`python infra/stack.py down`) stops exactly that, drops the databases and the vhost, and leaves nothing behind.
 Its registry starts empty, so `up` puts synthetic orders into the bucket, trains a pair from that `s3://` dataset
-through the facade (`POST /train`, xgboost only for speed) and activates it (`POST /models/activate`): the stack
+through the facade (`POST /train`, run by the trainer, xgboost only for speed) and activates it (`POST /models/activate`): the stack
 serves as soon as `up` returns.
 
 The end-to-end test (`tests/integration/test_stack.py`) drives the same functions.
@@ -151,9 +151,6 @@ def _command_and_env(stack: Stack, component: str) -> tuple[list[str], dict[str,
         }
     if component == "facade":
         return [osml, "serve"], {
-            # datasets only (datasetRef=s3://...); artifacts go through the tracking server's proxy
-            **S3_CREDENTIALS,
-            "AWS_ENDPOINT_URL": stack.s3_url,
             "OSML_HOST": "127.0.0.1",
             "OSML_PORT": str(_port(stack.facade_url)),
             "OSML_PREDICT_API_KEY": stack.predict_api_key,
@@ -162,6 +159,14 @@ def _command_and_env(stack: Stack, component: str) -> tuple[list[str], dict[str,
             "MLFLOW_TRACKING_URI": stack.mlflow_url,
             "OSML_WEBHOOK_URL": f"{stack.facade_url}/models/webhook",
             "OSML_WEBHOOK_SECRET": stack.webhook_secret,
+        }
+    if component == "trainer":
+        return [osml, "trainer"], {
+            # datasets only (datasetRef=s3://...); artifacts go through the tracking server's proxy
+            **S3_CREDENTIALS,
+            "AWS_ENDPOINT_URL": stack.s3_url,
+            "OSML_DATABASE_URL": stack.database_url,
+            "MLFLOW_TRACKING_URI": stack.mlflow_url,
         }
     if component == "worker":
         return [osml, "worker"], {
@@ -190,16 +195,22 @@ def _is_ready(stack: Stack, component: str) -> bool:
     if component == "worker":  # consuming: its queue has a consumer
         return asyncio.run(_consumers(stack.broker_url, REQUESTED_QUEUE)) > 0
     if component == "relay":  # listening for the worker's outbox notifications
-        with psycopg.connect(PG_ADMIN_URL, autocommit=True, connect_timeout=5) as conn:
-            row = conn.execute(
-                "SELECT count(*) FROM pg_stat_activity WHERE datname = %s AND query ILIKE 'LISTEN %%'",
-                (_database_name(stack.database_url),),
-            ).fetchone()
-        return bool(row and row[0])
+        return _sessions(stack, "query ILIKE 'LISTEN %%'") > 0
+    if component == "trainer":  # connected to the job table (osml.job_store.make_engine names its sessions)
+        return _sessions(stack, "application_name = 'osml-trainer'") > 0
     raise ValueError(f"unknown component {component!r}")
 
 
-READY_TIMEOUT_S = {"s3": 30.0, "mlflow": 90.0, "facade": 60.0, "worker": 60.0, "relay": 60.0}
+def _sessions(stack: Stack, condition: str) -> int:
+    with psycopg.connect(PG_ADMIN_URL, autocommit=True, connect_timeout=5) as conn:
+        row = conn.execute(
+            f"SELECT count(*) FROM pg_stat_activity WHERE datname = %s AND {condition}",  # our constants only
+            (_database_name(stack.database_url),),
+        ).fetchone()
+    return int(row[0]) if row else 0
+
+
+READY_TIMEOUT_S = {"s3": 30.0, "mlflow": 90.0, "facade": 60.0, "trainer": 60.0, "worker": 60.0, "relay": 60.0}
 
 
 def start(stack: Stack, component: str) -> None:
@@ -304,9 +315,10 @@ def up(stack: Stack, *, train: bool = True, orders: int = 1000, progress: Callab
         wait_ready(stack, "mlflow")
         progress(f"tracking server {stack.mlflow_url} (artifacts s3://{stack.bucket}/mlartifacts)")
         start(stack, "facade")
-        for component in ("worker", "relay", "facade"):
+        start(stack, "trainer")
+        for component in ("worker", "relay", "facade", "trainer"):
             wait_ready(stack, component)
-        progress(f"facade {stack.facade_url}, worker and relay on vhost {stack.vhost}")
+        progress(f"facade {stack.facade_url}, a trainer, worker and relay on vhost {stack.vhost}")
         if train:
             progress(f"training through POST /train (candidates: {', '.join(FAST_CANDIDATES)})")
             version = str(train_through_facade(stack, dataset_ref, candidates=FAST_CANDIDATES)["modelVersion"])
@@ -362,7 +374,7 @@ def train_through_facade(
 
     job = wait_until(finished, timeout=timeout, interval=0.5, what="the training job")
     if job is None or job["status"] != "done":
-        raise StackError(f"training job failed: {job}; see {stack.log('facade')}")
+        raise StackError(f"training job failed: {job}; see {stack.log('trainer')}")
     return job
 
 
@@ -518,6 +530,7 @@ def describe(stack: Stack) -> str:
     rel = Path(stack.dir).relative_to(REPO_ROOT) if Path(stack.dir).is_relative_to(REPO_ROOT) else Path(stack.dir)
     rows = [
         ("facade (osml serve)", stack.facade_url, "facade.log"),
+        ("trainer (osml trainer)", "runs POST /train jobs", "trainer.log"),
         ("MLflow UI + tracking API", stack.mlflow_url, "mlflow.log"),
         ("S3 (moto, MinIO's stand-in)", f"{stack.s3_url}  bucket {stack.bucket}", "s3.log"),
         ("worker (osml worker)", f"{stack.broker_url}", "worker.log"),

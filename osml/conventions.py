@@ -36,6 +36,19 @@ def embedded_artifact_root(base: Path | None = None) -> Path:
     return ((base or Path.cwd()) / EMBEDDED_DIR / "artifacts").resolve()
 
 
+def embedded_database_url() -> str:
+    """Job state for the embedded default: a SQLite file beside the MLflow store under .osml/."""
+    return f"sqlite:///{(Path.cwd() / EMBEDDED_DIR / 'osml.db').resolve()}"
+
+
+def sqlite_artifact_root(tracking_uri: str) -> Path | None:
+    """For a SQLite store (the embedded default), artifacts go to `artifacts/` beside the database file."""
+    prefix = "sqlite:///"
+    if not tracking_uri.startswith(prefix):
+        return None
+    return Path(tracking_uri[len(prefix) :]).parent / "artifacts"
+
+
 def tracking_uri() -> str:
     """MLFLOW_TRACKING_URI when set, else the embedded default."""
     return os.environ.get("MLFLOW_TRACKING_URI") or embedded_tracking_uri()

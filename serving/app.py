@@ -16,12 +16,12 @@ from fastapi import FastAPI
 from mlflow import MlflowClient
 
 from osml import registry
+from osml.job_store import JobStore, make_engine
 from serving import webhook
 from serving.auth import ApiKeys
 from serving.dataplane import DataPlane
 from serving.errors import install_error_handlers
 from serving.fast_predict import PredictFastPath
-from serving.job_store import JobStore, make_engine
 from serving.jobs import TrainingJobs
 from serving.metrics import ObservabilityMiddleware, ServingMetrics
 from serving.model_store import ModelStore, RegistryLoader
@@ -43,12 +43,12 @@ def _register_webhook(client: MlflowClient, settings: ServingSettings) -> None:
     log.info("registry webhook registered", extra={"webhookId": webhook_id, "url": settings.webhook_url})
 
 
-async def _maintain_jobs(jobs: TrainingJobs, every: float) -> None:
+async def _sweep_jobs(jobs: TrainingJobs, every: float) -> None:
     while True:
         try:
-            await asyncio.to_thread(jobs.maintain)
+            await asyncio.to_thread(jobs.sweep)
         except Exception as exc:  # the job database may be briefly unreachable; keep trying
-            log.warning("job heartbeat failed", extra={"error": str(exc)})
+            log.warning("training job sweep failed", extra={"error": str(exc)})
         await asyncio.sleep(every)
 
 
@@ -60,12 +60,8 @@ def create_app(settings: ServingSettings | None = None) -> FastAPI:
     def client() -> MlflowClient:
         return MlflowClient(tracking_uri=settings.tracking_uri, registry_uri=settings.tracking_uri)
 
-    engine = make_engine(settings.database_url)
-    jobs = TrainingJobs(
-        store=JobStore(engine),
-        child_env={"OSML_DATABASE_URL": settings.database_url, "MLFLOW_TRACKING_URI": settings.tracking_uri},
-        stale_seconds=settings.job_stale_seconds,
-    )
+    engine = make_engine(settings.database_url, application_name="osml-facade")
+    jobs = TrainingJobs(store=JobStore(engine), stale_seconds=settings.job_stale_seconds)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -86,7 +82,7 @@ def create_app(settings: ServingSettings | None = None) -> FastAPI:
             gc.freeze()
             tasks = [
                 asyncio.create_task(store.poll_forever(), name="osml-model-poller"),
-                asyncio.create_task(_maintain_jobs(jobs, settings.job_heartbeat_seconds), name="osml-job-heartbeat"),
+                asyncio.create_task(_sweep_jobs(jobs, settings.job_stale_seconds / 2), name="osml-job-sweep"),
             ]
             try:
                 yield
@@ -96,7 +92,6 @@ def create_app(settings: ServingSettings | None = None) -> FastAPI:
                 for task in tasks:
                     with contextlib.suppress(asyncio.CancelledError):
                         await task
-                await asyncio.to_thread(jobs.shutdown)
                 engine.dispose()
 
     app = FastAPI(

@@ -13,10 +13,10 @@ from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
 
 from osml import registry
+from osml.job_store import Job
 from osml.precision import published_eta_minutes, published_sla_risk
 from osml.schema import SUPPORTED_SCHEMA_VERSIONS
 from serving import errors
-from serving.job_store import Job
 from serving.jobs import TrainingJobs
 from serving.metrics import ServingMetrics
 from serving.model_store import ActivePair, ModelStore

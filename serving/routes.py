@@ -152,7 +152,8 @@ async def predict_batch(request: Request, plane: Plane) -> Response:
     tags=["train"],
 )
 async def train(body: TrainRequest, plane: Plane) -> Response:
-    """Queue a training job (seed §6.3); it runs in its own process, outside the request path."""
+    """Record a training job (seed §6.3), status `queued`: a trainer (`osml trainer`) claims it and runs it in a
+    process of its own; the facade never trains."""
     accepted = await asyncio.to_thread(
         plane.submit_training,
         dataset_ref=body.datasetRef,

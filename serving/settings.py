@@ -2,18 +2,12 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Self
 
 from pydantic import AliasChoices, Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from osml.conventions import EMBEDDED_DIR, tracking_uri
-
-
-def embedded_database_url() -> str:
-    """Job state for the embedded default: a SQLite file beside the MLflow store under .osml/."""
-    return f"sqlite:///{(Path.cwd() / EMBEDDED_DIR / 'osml.db').resolve()}"
+from osml.conventions import embedded_database_url, tracking_uri
 
 
 class ServingSettings(BaseSettings):
@@ -27,9 +21,8 @@ class ServingSettings(BaseSettings):
     auth_disabled: bool = False
     database_url: str = Field(default_factory=embedded_database_url)
     model_poll_seconds: float = Field(default=5.0, gt=0)
-    # A training job's owner refreshes its heartbeat this often; a job whose heartbeat is older than
-    # job_stale_seconds was cut off (its process died) and reads `failed`.
-    job_heartbeat_seconds: float = Field(default=5.0, gt=0)
+    # A running training job whose trainer has not refreshed its heartbeat for this long was cut off (the
+    # trainer died) and reads `failed`; the same setting as the trainers' (trainer/settings.py).
     job_stale_seconds: float = Field(default=30.0, gt=0)
     # MLflow registry webhook: the URL at which the tracking server reaches this facade's /models/webhook, and
     # the HMAC secret deliveries are signed with. Unset: polling alone.
@@ -49,6 +42,4 @@ class ServingSettings(BaseSettings):
             )
         if self.webhook_url is not None and self.webhook_secret is None:
             raise ValueError("OSML_WEBHOOK_URL needs OSML_WEBHOOK_SECRET: deliveries must be signed")
-        if self.job_stale_seconds <= self.job_heartbeat_seconds:
-            raise ValueError("OSML_JOB_STALE_SECONDS must exceed OSML_JOB_HEARTBEAT_SECONDS")
         return self

@@ -22,6 +22,7 @@ from matplotlib import pyplot as plt
 from matplotlib.figure import Figure
 from mlflow import MlflowClient
 from mlflow.data.pandas_dataset import from_pandas
+from mlflow.entities.model_registry import ModelVersion
 from mlflow.models import ModelSignature
 from mlflow.types.schema import AnyType, ColSpec, Schema, TensorSpec
 from threadpoolctl import threadpool_limits
@@ -279,7 +280,9 @@ def _log_lineage(frame: TrainingFrame, split: TimeSplit, ref: str) -> None:
     )
 
 
-def _register(outcome: _Outcome, *, name: str, output: str, example: pd.DataFrame, tags: dict[str, str]) -> None:
+def _register(
+    outcome: _Outcome, *, name: str, output: str, example: pd.DataFrame, tags: dict[str, str]
+) -> ModelVersion:
     """Log the winner's pyfunc in its child run (with plots) and register it as a new version of `name`."""
     with mlflow.start_run(run_id=outcome.run_id, nested=True):
         mlflow.set_tag("osml.selected", "true")
@@ -291,7 +294,7 @@ def _register(outcome: _Outcome, *, name: str, output: str, example: pd.DataFram
             input_example=example,
             pip_requirements=list(_PIP_REQUIREMENTS),
         )
-    mlflow.register_model(info.model_uri, name, tags=tags)
+    return mlflow.register_model(info.model_uri, name, tags=tags)
 
 
 def train(
@@ -365,19 +368,17 @@ def train(
             mlflow.log_text(clusters.profiles.to_csv(index=False), "clusters/profiles.csv")
 
         report(0.86, "registering the best models")
-        model_version = registry.next_model_version(client, trained_at.date())
         tags = {
-            conventions.TAG_MODEL_VERSION: model_version,
             conventions.TAG_SCHEMA_VERSION: schema_version,
             conventions.TAG_TRAINED_AT: trained_at.strftime("%Y-%m-%dT%H:%M:%SZ"),
             conventions.TAG_DATASET_REF: ref,
         }
         example = _input_example(frame.features.iloc[split.validation])
-        for name, outcome, output in (
-            (conventions.SLA_MODEL_NAME, sla, "slaRisk"),
-            (conventions.ETA_MODEL_NAME, eta, "etaMinutes"),
-        ):
-            _register(outcome, name=name, output=output, example=example, tags=tags)
+        # the SLA version first: its registry number is what makes the pair's modelVersion unique
+        registered = _register(sla, name=conventions.SLA_MODEL_NAME, output="slaRisk", example=example, tags=tags)
+        model_version = registry.claim_model_version(client, registered)
+        tags[conventions.TAG_MODEL_VERSION] = model_version
+        _register(eta, name=conventions.ETA_MODEL_NAME, output="etaMinutes", example=example, tags=tags)
         mlflow.set_tag(conventions.TAG_MODEL_VERSION, model_version)
         parent_metrics = {**sla.metrics, **eta.metrics, "silhouette": clusters.silhouette}
         mlflow.log_metrics(_prefixed("", parent_metrics))

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 from mlflow import MlflowClient
@@ -10,16 +9,8 @@ from mlflow.data.dataset_source import DatasetSource
 from mlflow.data.dataset_source_registry import resolve_dataset_source
 from mlflow.exceptions import MlflowException
 
-from osml.conventions import EXPERIMENT_NAME
+from osml.conventions import EXPERIMENT_NAME, sqlite_artifact_root
 from training.data.postgres import display_url
-
-
-def sqlite_artifact_root(tracking_uri: str) -> Path | None:
-    """For a SQLite store (the embedded default), artifacts go to `artifacts/` beside the database file."""
-    prefix = "sqlite:///"
-    if not tracking_uri.startswith(prefix):
-        return None
-    return Path(tracking_uri[len(prefix) :]).parent / "artifacts"
 
 
 def ensure_experiment(client: MlflowClient, tracking_uri: str, name: str = EXPERIMENT_NAME) -> str:

@@ -1,4 +1,4 @@
-"""A real facade process (`osml serve`) for contract and integration tests."""
+"""Real facade (`osml serve`) and trainer (`osml trainer`) processes for contract and integration tests."""
 
 from __future__ import annotations
 
@@ -58,5 +58,28 @@ def facade_process(
             predict_headers={**json, "X-API-Key": predict_key},
             admin_headers={**json, "X-API-Key": admin_key},
         )
+    finally:
+        stop_process(proc)
+
+
+@contextmanager
+def trainer_process(
+    workdir: Path, *, tracking_uri: str, database_url: str, name: str = "trainer", env: dict[str, str] | None = None
+) -> Iterator[Popen[bytes]]:
+    """Start `osml trainer` on the job table at `database_url`; its log is `workdir/<name>.log`."""
+    log = workdir / f"{name}.log"
+    proc = start_process(
+        [str(VENV_BIN / "osml"), "trainer"],
+        log=log,
+        env={
+            "MLFLOW_TRACKING_URI": tracking_uri,
+            "OSML_DATABASE_URL": database_url,
+            "OSML_TRAINER_POLL_SECONDS": "0.2",
+            **(env or {}),
+        },
+    )
+    try:
+        wait_until(lambda: proc.poll() is None and "trainer ready" in log.read_text(), timeout=60, what=str(log))
+        yield proc
     finally:
         stop_process(proc)

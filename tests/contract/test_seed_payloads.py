@@ -20,7 +20,7 @@ import pytest
 from osml.conventions import MODEL_VERSION_PATTERN
 from tests import services
 from tests.conftest_training import FAST_CANDIDATES
-from tests.contract.facade import facade_process
+from tests.contract.facade import facade_process, trainer_process
 from tests.support import wait_until
 from training.pipeline import train
 
@@ -72,8 +72,9 @@ def facade(tmp_path_factory: pytest.TempPathFactory, synthetic_csv: Path) -> Ite
             workdir,
             tracking_uri=uri,
             database_url=f"sqlite:///{workdir / 'jobs.db'}",
-            env={"OSML_MODEL_POLL_SECONDS": "1", **s3.env},
+            env={"OSML_MODEL_POLL_SECONDS": "1"},
         ) as process,
+        trainer_process(workdir, tracking_uri=uri, database_url=f"sqlite:///{workdir / 'jobs.db'}", env=s3.env),
     ):
         yield Facade(
             url=process.url,

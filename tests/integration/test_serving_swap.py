@@ -4,14 +4,11 @@
   load) every response names the new pair, and no request fails during the swap.
 - A pair whose features schema the facade cannot serve is refused (409) and the current pair keeps serving;
   so does an unreachable registry.
-- Training jobs live in PostgreSQL: a job cut off by a crash reads `failed` after a restart.
 """
 
 from __future__ import annotations
 
-import os
 import secrets
-import signal
 import threading
 import time
 from collections.abc import Iterator
@@ -203,48 +200,3 @@ def test_the_current_pair_keeps_serving_while_the_registry_is_down(
         assert models.json()["code"] == "REGISTRY_UNAVAILABLE"
     finally:
         mlflow_tracking_server.start()
-
-
-def training_processes(job_id: str) -> list[int]:
-    """Pids of `python -m serving.train_job <job_id>` processes."""
-    found = []
-    for entry in Path("/proc").iterdir():
-        try:
-            cmdline = (entry / "cmdline").read_bytes().split(b"\0")
-        except OSError:
-            continue
-        if b"serving.train_job" in cmdline and job_id.encode() in cmdline:
-            found.append(int(entry.name))
-    return found
-
-
-def test_a_job_cut_off_by_a_crash_reads_failed_after_a_restart(
-    tmp_path: Path, pg_database: str, mlflow_tracking_server: MlflowServer, synthetic_csv: Path
-) -> None:
-    env = {"OSML_JOB_HEARTBEAT_SECONDS": "0.5", "OSML_JOB_STALE_SECONDS": "3"}
-    body = {"datasetRef": str(synthetic_csv), "trainConfig": {"candidates": list(FAST_CANDIDATES)}}
-    common = {"tracking_uri": mlflow_tracking_server.url, "database_url": pg_database, "env": env, "ready": False}
-    with facade_process(tmp_path, **common) as first:  # type: ignore[arg-type]
-        job_id = httpx.post(f"{first.url}/train", json=body, headers=first.admin_headers).json()["jobId"]
-
-        def status() -> str:
-            response = httpx.get(f"{first.url}/train/jobs/{job_id}", headers=first.admin_headers)
-            return str(response.json()["status"])
-
-        wait_until(lambda: status() == "running", timeout=120, what="the job to start running")
-        assert training_processes(job_id), "the job runs in its own process"
-        os.kill(first.proc.pid, signal.SIGKILL)  # the facade only: its training process must notice and stop
-        first.proc.wait(timeout=30)
-        wait_until(lambda: not training_processes(job_id), timeout=30, what="the orphaned training process to exit")
-
-    with facade_process(tmp_path, **common) as second:  # type: ignore[arg-type]
-
-        def job() -> dict[str, object] | None:
-            response = httpx.get(f"{second.url}/train/jobs/{job_id}", headers=second.admin_headers)
-            assert response.status_code == 200
-            view: dict[str, object] = response.json()
-            return view if view["status"] != "running" else None
-
-        view = wait_until(job, timeout=60, what="the cut-off job to be marked failed")
-    assert view["status"] == "failed"
-    assert "interrupted" in str(view["reason"])

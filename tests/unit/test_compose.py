@@ -35,6 +35,7 @@ DATA_DIRS = {"postgres": "/var/lib/postgresql/data", "minio": "/data", "rabbitmq
 # the settings class each osml subcommand reads
 SETTINGS_BY_COMMAND = {
     "serve": "serving.settings:ServingSettings",
+    "trainer": "trainer.settings:TrainerSettings",
     "worker": "worker.settings:WorkerSettings",
     "relay": "worker.settings:WorkerSettings",
     "migrate": "worker.settings:WorkerSettings",
@@ -159,7 +160,7 @@ def test_no_secret_is_written_in_the_file() -> None:
 
 def test_osml_services_run_subcommands_that_exist() -> None:
     services = osml_services()
-    assert {"serve", "worker", "relay"} <= set(services.values())
+    assert {"serve", "trainer", "worker", "relay"} <= set(services.values())
     for name, command in services.items():
         assert command in COMMANDS, f"{name}: `osml {command}` is not a subcommand (osml/cli.py COMMANDS)"
         module = COMMANDS[command][0]
@@ -268,6 +269,19 @@ def test_long_running_services_restart_and_report_health() -> None:
         if service.get("restart") != "no":
             assert service.get("restart") == "unless-stopped", f"{name} should restart"
             assert "healthcheck" in service, f"{name} has no healthcheck"
+
+
+def test_trainers_scale_and_alone_read_datasets() -> None:
+    trainer = SERVICES["trainer"]
+    assert "ports" not in trainer and "container_name" not in trainer, "replicas of the trainer would collide"
+    env = resolved_environment("trainer")
+    assert env["AWS_ACCESS_KEY_ID"] == ENV_VALUES["OSML_DATASETS_ACCESS_KEY"]
+    assert env["OSML_DATABASE_URL"] == resolved_environment("facade")["OSML_DATABASE_URL"]
+    assert env["MLFLOW_TRACKING_URI"] == resolved_environment("facade")["MLFLOW_TRACKING_URI"]
+    assert not any(key.endswith("_API_KEY") for key in env), "the trainer answers no request"
+    assert not any(key.startswith("AWS_") for key in resolved_environment("facade")), "the facade reads no dataset"
+    port = urlsplit(env["OSML_DATABASE_URL"]).port or 5432
+    assert f"':{port:04X}'" in " ".join(trainer["healthcheck"]["test"]), "healthcheck must watch the job database"
 
 
 def test_worker_and_relay_health_watches_the_broker_port_they_use() -> None:

@@ -14,58 +14,45 @@ from __future__ import annotations
 from pathlib import Path
 from urllib.parse import unquote, urlparse
 
+from osml.train_requests import check_dataset_ref, scheme
 from training.data.canonical import OrdersData, canonical_history, canonical_orders
 from training.data.errors import DataError
 
 __all__ = ["DataError", "OrdersData", "canonical_history", "canonical_orders", "load_orders", "validate_ref"]
 
 
-def _scheme(ref: str) -> str:
-    return ref.split("://", 1)[0].lower() if "://" in ref else ""
-
-
 def local_path(ref: str) -> Path:
-    if _scheme(ref) == "file":
-        parsed = urlparse(ref)
-        if parsed.netloc not in ("", "localhost"):
-            raise DataError("file:// URLs must name a local path (file:///abs/path)", source=ref)
-        return Path(unquote(parsed.path))
+    """The path of a local reference (`check_dataset_ref` has refused file:// URLs naming another host)."""
+    if scheme(ref) == "file":
+        return Path(unquote(urlparse(ref).path))
     return Path(ref).expanduser()
 
 
 def validate_ref(ref: str) -> None:
-    """Cheap check of a datasetRef at submission: syntax for remote sources, existence for local ones."""
-    if not isinstance(ref, str) or not ref.strip():
-        raise DataError("datasetRef is empty")
+    """Cheap check of a datasetRef: its syntax (as the facade checks it at submission), and existence for local
+    ones."""
+    try:
+        check_dataset_ref(ref)
+    except ValueError as exc:
+        raise DataError(str(exc)) from exc
     ref = ref.strip()
-    scheme = _scheme(ref)
-    if scheme == "s3":
-        from training.data.s3 import parse_s3_ref
-
-        parse_s3_ref(ref)
-    elif scheme.startswith("postgres"):
-        from training.data.postgres import check_url
-
-        check_url(ref)
-    elif scheme in ("", "file"):
+    if scheme(ref) in ("", "file"):
         from training.data.files import check_local
 
         check_local(local_path(ref))
-    else:
-        raise DataError(f"unsupported datasetRef scheme '{scheme}' (use a path, file://, s3:// or postgresql://)")
 
 
 def load_orders(ref: str) -> OrdersData:
     """Read and validate the orders (and status history, when present) behind a datasetRef."""
     validate_ref(ref)
     ref = ref.strip()
-    scheme = _scheme(ref)
+    kind = scheme(ref)
     # Sources are imported on use: boto3 and psycopg are only paid for by those who need them.
-    if scheme == "s3":
+    if kind == "s3":
         from training.data.s3 import read_s3
 
         return read_s3(ref)
-    if scheme.startswith("postgres"):
+    if kind.startswith("postgres"):
         from training.data.postgres import read_postgres
 
         return read_postgres(ref)

@@ -73,14 +73,6 @@ def display_url(ref: str) -> str:
     return urlunsplit(parts._replace(netloc=netloc))
 
 
-def check_url(ref: str) -> None:
-    """Syntax only (no connection): used by validate_ref."""
-    try:
-        psycopg.conninfo.conninfo_to_dict(connection_url(ref))
-    except psycopg.ProgrammingError as exc:
-        raise DataError(f"invalid PostgreSQL URL: {exc}", source=display_url(ref)) from exc
-
-
 def _table(conn: psycopg.Connection, table: str) -> pd.DataFrame | None:
     exists = conn.execute("SELECT to_regclass(%s) IS NOT NULL", (table,)).fetchone()
     if not exists or not exists[0]:

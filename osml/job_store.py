@@ -1,8 +1,10 @@
 """Training jobs persisted in one table (SQLite embedded, PostgreSQL in the stack); blocking, call from threads.
 
-Every transition is guarded by the current status, so a late write can never revive a finished job. A job
-belongs to the facade instance that accepted it (`owner`), which refreshes `heartbeat_at` while the job is
-queued or running; a job whose heartbeat went stale was cut off with its process and is marked `failed`.
+The facade records a job (`queued`); a trainer claims it (`running`, its `owner`) and, while the job runs,
+refreshes `heartbeat_at`; the job's own process writes progress and the outcome. Every transition is guarded
+by the current status, so a job is claimed once however many trainers ask at the same moment, and a late write
+can never revive a finished job. A running job whose heartbeat went stale was cut off with its trainer and is
+marked `failed`. Queued jobs belong to no one: they wait for a trainer.
 """
 
 from __future__ import annotations
@@ -45,7 +47,7 @@ training_jobs = Table(
     Column("model_version", String(64), nullable=True),
     Column("metrics", JSON, nullable=True),
     Column("reason", Text, nullable=True),
-    Column("owner", String(128), nullable=False),
+    Column("owner", String(128), nullable=False),  # "" until a trainer claims the job
     Column("created_at", DateTime(timezone=True), nullable=False),
     Column("updated_at", DateTime(timezone=True), nullable=False),
     Column("heartbeat_at", DateTime(timezone=True), nullable=False),
@@ -72,8 +74,9 @@ def _utc(value: datetime) -> datetime:
     return value if value.tzinfo else value.replace(tzinfo=UTC)
 
 
-def make_engine(url: str) -> Engine:
-    """An engine for OSML_DATABASE_URL: `postgresql://` uses psycopg 3; a SQLite file's folder is created."""
+def make_engine(url: str, *, application_name: str = "osml") -> Engine:
+    """An engine for OSML_DATABASE_URL: `postgresql://` uses psycopg 3 (its sessions named `application_name`
+    in pg_stat_activity); a SQLite file's folder is created."""
     parsed = make_url(url)
     if parsed.drivername in {"postgresql", "postgres"}:
         parsed = parsed.set(drivername="postgresql+psycopg")
@@ -81,7 +84,7 @@ def make_engine(url: str) -> Engine:
         if parsed.database and parsed.database != ":memory:":
             Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
         return create_engine(parsed, connect_args={"check_same_thread": False, "timeout": 30})
-    return create_engine(parsed, pool_pre_ping=True)
+    return create_engine(parsed, pool_pre_ping=True, connect_args={"application_name": application_name})
 
 
 class JobStore:
@@ -91,7 +94,7 @@ class JobStore:
     def create_schema(self) -> None:
         metadata.create_all(self._engine, tables=[training_jobs])
 
-    def create(self, *, dataset_ref: str, train_config: dict[str, Any], owner: str) -> Job:
+    def create(self, *, dataset_ref: str, train_config: dict[str, Any]) -> Job:
         now = datetime.now(UTC)
         job_id = str(uuid.uuid4())
         with self._engine.begin() as conn:
@@ -102,7 +105,7 @@ class JobStore:
                     progress=0.0,
                     dataset_ref=dataset_ref,
                     train_config=train_config,
-                    owner=owner,
+                    owner="",
                     created_at=now,
                     updated_at=now,
                     heartbeat_at=now,
@@ -141,8 +144,33 @@ class JobStore:
             )
         return result.rowcount == 1
 
-    def start(self, job_id: str) -> bool:
-        return self._transition(job_id, allowed=("queued",), status="running", message="starting")
+    def claim(self, owner: str) -> Job | None:
+        """The oldest queued job, now `running` under `owner`; None when no job is waiting.
+
+        PostgreSQL locks the chosen row and skips rows other trainers hold (`FOR UPDATE SKIP LOCKED`), so
+        concurrent claims take different jobs without waiting; SQLite has no row locks but serialises writes,
+        and the UPDATE guarded by `status = 'queued'` lets exactly one claimant win a row.
+        """
+        while True:
+            now = datetime.now(UTC)
+            with self._engine.begin() as conn:
+                job_id = conn.execute(
+                    select(training_jobs.c.id)
+                    .where(training_jobs.c.status == "queued")
+                    .order_by(training_jobs.c.created_at, training_jobs.c.id)
+                    .limit(1)
+                    .with_for_update(skip_locked=True)
+                ).scalar()
+                if job_id is None:
+                    return None
+                claimed = conn.execute(
+                    update(training_jobs)
+                    .where(training_jobs.c.id == job_id, training_jobs.c.status == "queued")
+                    .values(status="running", owner=owner, message="starting", heartbeat_at=now, updated_at=now)
+                ).rowcount
+            if claimed == 1:
+                return self.get(job_id)
+            # another trainer took this row between our read and our write (SQLite only): take the next one
 
     def progress(self, job_id: str, fraction: float, message: str) -> bool:
         fraction = min(max(fraction, 0.0), 1.0)
@@ -160,18 +188,18 @@ class JobStore:
         with self._engine.begin() as conn:
             conn.execute(
                 update(training_jobs)
-                .where(training_jobs.c.owner == owner, training_jobs.c.status.in_(ACTIVE))
+                .where(training_jobs.c.owner == owner, training_jobs.c.status == "running")
                 .values(heartbeat_at=datetime.now(UTC))
             )
 
     def fail_stale(self, *, stale_seconds: float) -> int:
-        """Mark failed every active job whose owner stopped refreshing it (its process died)."""
+        """Mark failed every running job whose trainer stopped refreshing it (the trainer died)."""
         now = datetime.now(UTC)
         with self._engine.begin() as conn:
             result = conn.execute(
                 update(training_jobs)
                 .where(
-                    training_jobs.c.status.in_(ACTIVE),
+                    training_jobs.c.status == "running",
                     training_jobs.c.heartbeat_at < now - timedelta(seconds=stale_seconds),
                 )
                 .values(
@@ -187,7 +215,7 @@ class JobStore:
         with self._engine.begin() as conn:
             result = conn.execute(
                 update(training_jobs)
-                .where(training_jobs.c.owner == owner, training_jobs.c.status.in_(ACTIVE))
+                .where(training_jobs.c.owner == owner, training_jobs.c.status == "running")
                 .values(status="failed", reason=reason, updated_at=now)
             )
         return int(result.rowcount)

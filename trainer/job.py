@@ -1,9 +1,8 @@
-"""One training job in its own process: `python -m serving.train_job JOB_ID`.
+"""One training job in its own process: `python -m trainer.job JOB_ID`, started by a trainer.
 
-Training is CPU-heavy and long; in a child process it neither blocks the facade's event loop nor competes
-for its GIL. The child writes its own progress and outcome to the job table (OSML_DATABASE_URL) and trains
-against MLFLOW_TRACKING_URI with the same entry point as `osml train`. It exits when its parent (the facade)
-dies, so a job is never left running unowned: the facade's heartbeat stops and the job reads `failed`.
+Training is CPU-heavy and long; in a process of its own it can use every thread it is given and its memory is
+returned when it ends. It writes its own progress and outcome to the job table (OSML_DATABASE_URL) and trains
+against MLFLOW_TRACKING_URI with the same entry point as `osml train`.
 """
 
 from __future__ import annotations
@@ -11,20 +10,11 @@ from __future__ import annotations
 import logging
 import os
 import sys
-import threading
-import time
 
+from osml.job_store import JobStore, make_engine
 from osml.logs import configure_logging
-from serving.job_store import JobStore, make_engine
 
-log = logging.getLogger("osml.serving.jobs")
-
-
-def _exit_with_parent(parent: int) -> None:
-    while os.getppid() == parent:
-        time.sleep(0.5)  # a watchdog's cadence, not synchronisation
-    log.error("facade process gone; abandoning the training job")
-    os._exit(3)
+log = logging.getLogger("osml.trainer")
 
 
 def run_job(job_id: str, *, store: JobStore, tracking_uri: str) -> int:
@@ -32,8 +22,8 @@ def run_job(job_id: str, *, store: JobStore, tracking_uri: str) -> int:
     from training.pipeline import train
 
     job = store.get(job_id)
-    if job is None or not store.start(job_id):
-        log.error("job is not queued", extra={"jobId": job_id})
+    if job is None or job.status != "running":
+        log.error("job is not running", extra={"jobId": job_id})
         return 2
     config = job.train_config
 
@@ -69,9 +59,8 @@ def run_job(job_id: str, *, store: JobStore, tracking_uri: str) -> int:
 
 def main(argv: list[str]) -> int:
     configure_logging(os.environ.get("OSML_LOG_LEVEL", "INFO"))
-    threading.Thread(target=_exit_with_parent, args=(os.getppid(),), daemon=True).start()
     (job_id,) = argv
-    store = JobStore(make_engine(os.environ["OSML_DATABASE_URL"]))
+    store = JobStore(make_engine(os.environ["OSML_DATABASE_URL"], application_name="osml-training-job"))
     return run_job(job_id, store=store, tracking_uri=os.environ["MLFLOW_TRACKING_URI"])
 
 

@@ -1,0 +1,59 @@
+"""What the facade accepts in a training request, checked without `training`, agrees with what training does."""
+
+from __future__ import annotations
+
+import pytest
+
+from osml.train_requests import CANDIDATES, check_candidates, check_dataset_ref
+from training import candidates
+
+pytestmark = pytest.mark.unit
+
+
+def test_the_facade_names_the_families_training_has() -> None:
+    assert {task: set(names) for task, names in CANDIDATES.items()} == {
+        task: set(fits) for task, fits in candidates.CANDIDATES.items()
+    }
+
+
+@pytest.mark.parametrize("names", [["xgboost"], ["logistic_regression", "random_forest"], ["random_forest"]])
+def test_lists_that_train_both_models_pass(names: list[str]) -> None:
+    check_candidates(names)
+    candidates.validate(names)
+
+
+@pytest.mark.parametrize(
+    ("names", "message"),
+    [
+        (["lightgbm"], "unknown candidates ['lightgbm']"),
+        (["logistic_regression"], "none of ['logistic_regression'] is a eta candidate"),
+        (["hist_gradient_boosting"], "none of ['hist_gradient_boosting'] is a sla candidate"),
+    ],
+)
+def test_lists_that_leave_a_model_without_a_family_are_refused(names: list[str], message: str) -> None:
+    with pytest.raises(ValueError, match=message.replace("[", r"\[").replace("]", r"\]")):
+        check_candidates(names)
+
+
+@pytest.mark.parametrize(
+    "ref",
+    ["/data/orders.csv", "relative/folder", "file:///data/orders.csv", "s3://bucket/key", "postgresql://h/db"],
+)
+def test_references_the_trainer_can_read_pass_without_touching_them(ref: str) -> None:
+    check_dataset_ref(ref)  # none of these exists here: existence is the trainer's to check
+
+
+@pytest.mark.parametrize(
+    ("ref", "message"),
+    [
+        ("  ", "datasetRef is empty"),
+        ("ftp://example/orders.csv", "unsupported datasetRef scheme 'ftp'"),
+        ("file://otherhost/data.csv", "file:// URLs must name a local path"),
+        ("s3:///key", "expected s3://bucket/key"),
+        ("postgresql://u:secret@h/db?connect_timeout=x y", "invalid PostgreSQL URL"),
+    ],
+)
+def test_bad_references_are_refused_without_their_password(ref: str, message: str) -> None:
+    with pytest.raises(ValueError, match=message) as caught:
+        check_dataset_ref(ref)
+    assert "secret" not in str(caught.value)
