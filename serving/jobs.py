@@ -62,7 +62,13 @@ class TrainingJobs:
             log.warning("jobs cut off by a previous process marked failed", extra={"count": failed})
 
     def submit(
-        self, *, dataset_ref: str, test_size: float, random_state: int, candidates: Sequence[str] | None = None
+        self,
+        *,
+        dataset_ref: str,
+        test_size: float,
+        random_state: int,
+        candidates: Sequence[str] | None = None,
+        tune_seconds: float | None = None,
     ) -> Job:
         try:
             self._validate_ref(dataset_ref)
@@ -79,6 +85,8 @@ class TrainingJobs:
                     str(exc), errors=[{"field": "trainConfig.candidates", "message": str(exc), "type": "candidates"}]
                 ) from exc
             config["candidates"] = list(candidates)
+        if tune_seconds is not None:
+            config["tuneSeconds"] = tune_seconds
         job = self.store.create(dataset_ref=dataset_ref, train_config=config, owner=self.owner)
         with self._lock:
             self._pending.add(job.id)
