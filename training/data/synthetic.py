@@ -22,7 +22,8 @@ What it models (all numbers are the constants below):
   longer orders; only what happened before the export time.
 - **Drift** (`drift`, default 0 = none): over the span the active time of the facilities teams grows by
   x e^drift and that of the other teams shrinks by x e^(-drift/2), linearly in time, so durations, breach rates
-  and which orders are risky all change; the newest orders show the newest regime.
+  and which orders are risky all change (a negative drift turns both directions round); the newest orders
+  show the newest regime.
 """
 
 from __future__ import annotations

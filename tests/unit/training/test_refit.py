@@ -29,7 +29,7 @@ LATE_SITE = "Site Opened Late"  # a location only the newest orders have: only a
 
 @pytest.fixture(scope="module")
 def drifting_csv(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    data = generate(orders=4000, seed=11, drift=2.5)
+    data = generate(orders=4000, seed=11, drift=-1.5)
     orders = data.orders.copy()
     orders.loc[orders["created_at"] >= orders["created_at"].quantile(0.97), "location"] = LATE_SITE
     out = tmp_path_factory.mktemp("drifting")
