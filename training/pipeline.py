@@ -552,7 +552,7 @@ def train(
                 "orders": len(data.orders),
                 "labeled_rows": len(frame.features),
                 "candidates": ",".join(names) if names else "all",
-                "tune_seconds": tune_seconds,
+                "tune_seconds": f"{tune_seconds:g}",  # as `mlflow run` logs the MLproject parameter
             }
         )
         with warnings.catch_warnings():

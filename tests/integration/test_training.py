@@ -109,7 +109,7 @@ def test_cli_trains_every_candidate_registers_and_activates(
             assert f"baseline_plain_{metric}" in parent_run.data.metrics
     assert parent_run.data.tags["osml.beats_plain"] in {"true", "false"}
     params = parent_run.data.params
-    assert params["served_rows"] == params["labeled_rows"] and params["tune_seconds"] == "6.0"
+    assert params["served_rows"] == params["labeled_rows"] and params["tune_seconds"] == "6"
     assert parent_run.data.metrics["auc"] == pytest.approx(last["metrics"]["auc"], abs=1e-4)
     assert {i.tags[0].value for i in parent_run.inputs.dataset_inputs} == {"train", "validation", "test"}
     winner = children[next(n for n in selected if n.startswith("sla/"))]
