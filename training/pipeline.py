@@ -1,7 +1,10 @@
 """The one training entry (`osml train`, the MLproject, the facade's /train jobs): SLA + ETA + clusters.
 
-One parent run per job; a child run per candidate (compare them in the MLflow UI); the best of each task on
-the validation slice is logged as a pyfunc (`osml.runtime`) and registered with the pair's tags.
+One parent run per job; a child run per candidate (compare them in the MLflow UI) and one for the plain
+baseline. Choices are made on expanding time folds (training/tune.py); each candidate's reported metrics come
+from its evaluation model, refit on train + validation and scored on the test slice; the winner of each task is
+refit on every labelled order (the served model), logged as a pyfunc (`osml.runtime`) and registered with the
+pair's tags.
 """
 
 from __future__ import annotations
@@ -67,6 +70,7 @@ Progress = Callable[[float, str], None]
 # Required integer features are "long". Optional numerics are "Any": JSON gives int64 for 720 and float64 for
 # 720.5 or for a column with gaps, and MLflow refuses int64 -> double; the encoder coerces them to float.
 _LONG_FEATURES = frozenset({"createdHour", "createdDayOfWeek", "hasAssignee"})
+_NS_PER_DAY = 86_400 * 10**9
 _PIP_REQUIREMENTS = (
     f"mlflow=={mlflow.__version__}",
     f"xgboost=={xgboost.__version__}",
@@ -393,7 +397,6 @@ class _Trainer:
 SLA_AUC_MARGIN = 0.005
 ETA_MAE_MARGIN = 0.01
 LATENCY_PROBE_ROWS = 50
-_NS_PER_DAY = 86_400 * 10**9
 
 
 def _records(features: pd.DataFrame) -> list[dict[str, Any]]:
