@@ -187,6 +187,7 @@ _LINKS: dict[str, Callable[[np.ndarray], np.ndarray] | None] = {
     "reg:squarederror": None,
     "reg:absoluteerror": None,
     "reg:pseudohubererror": None,
+    "reg:quantileerror": None,
 }
 
 

@@ -16,8 +16,8 @@ import psycopg
 
 # model families per task, as `trainConfig.candidates` names them
 CANDIDATES: Final[Mapping[str, tuple[str, ...]]] = {
-    "sla": ("logistic_regression", "random_forest", "xgboost"),
-    "eta": ("random_forest", "hist_gradient_boosting", "xgboost"),
+    "sla": ("xgboost", "xgboost_tuned"),
+    "eta": ("xgboost", "xgboost_tuned"),
 }
 POSTGRES_SCHEMES: Final = ("postgresql", "postgres", "postgresql+psycopg")
 

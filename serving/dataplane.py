@@ -123,10 +123,20 @@ class DataPlane:
     # -- training jobs (blocking: database) --
 
     def submit_training(
-        self, *, dataset_ref: str, test_size: float, random_state: int, candidates: Sequence[str] | None = None
+        self,
+        *,
+        dataset_ref: str,
+        test_size: float,
+        random_state: int,
+        candidates: Sequence[str] | None = None,
+        tune_seconds: float | None = None,
     ) -> dict[str, str]:
         job = self.jobs.submit(
-            dataset_ref=dataset_ref, test_size=test_size, random_state=random_state, candidates=candidates
+            dataset_ref=dataset_ref,
+            test_size=test_size,
+            random_state=random_state,
+            candidates=candidates,
+            tune_seconds=tune_seconds,
         )
         return {"jobId": job.id, "status": job.status}
 

@@ -25,7 +25,13 @@ class TrainingJobs:
         self.store.create_schema()
 
     def submit(
-        self, *, dataset_ref: str, test_size: float, random_state: int, candidates: Sequence[str] | None = None
+        self,
+        *,
+        dataset_ref: str,
+        test_size: float,
+        random_state: int,
+        candidates: Sequence[str] | None = None,
+        tune_seconds: float | None = None,
     ) -> Job:
         try:
             check_dataset_ref(dataset_ref)
@@ -42,6 +48,8 @@ class TrainingJobs:
                     str(exc), errors=[{"field": "trainConfig.candidates", "message": str(exc), "type": "candidates"}]
                 ) from exc
             config["candidates"] = list(candidates)
+        if tune_seconds is not None:
+            config["tuneSeconds"] = tune_seconds
         job = self.store.create(dataset_ref=dataset_ref.strip(), train_config=config)
         log.info("training job queued", extra={"jobId": job.id, "datasetRef": dataset_ref})
         return job

@@ -80,6 +80,7 @@ class TrainConfig(BaseModel):
         list[Annotated[str, Field(min_length=1, max_length=100)]] | None,
         Field(min_length=1, description='model families to try (e.g. ["xgboost"]); default: all'),
     ] = None
+    tuneSeconds: Annotated[float | None, Field(ge=0, le=3600, description="configuration search budget")] = None
 
 
 class TrainRequest(BaseModel):

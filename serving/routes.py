@@ -160,6 +160,7 @@ async def train(body: TrainRequest, plane: Plane) -> Response:
         test_size=body.trainConfig.testSize,
         random_state=body.trainConfig.randomState,
         candidates=body.trainConfig.candidates,
+        tune_seconds=body.trainConfig.tuneSeconds,
     )
     return _json(accepted, status=202)
 

@@ -20,6 +20,7 @@ log = logging.getLogger("osml.trainer")
 def run_job(job_id: str, *, store: JobStore, tracking_uri: str) -> int:
     from training.data.errors import DataError
     from training.pipeline import train
+    from training.tune import DEFAULT_TUNE_SECONDS
 
     job = store.get(job_id)
     if job is None or job.status != "running":
@@ -38,6 +39,7 @@ def run_job(job_id: str, *, store: JobStore, tracking_uri: str) -> int:
             tracking_uri=tracking_uri,
             progress=progress,
             candidates=config.get("candidates"),
+            tune_seconds=float(config.get("tuneSeconds", DEFAULT_TUNE_SECONDS)),
         )
     except DataError as exc:
         store.fail(job_id, f"invalid dataset: {exc}")

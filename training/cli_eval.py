@@ -14,61 +14,107 @@ import tempfile
 import time
 from pathlib import Path
 
+from training.cli_train import add_tune_seconds
 from training.data.errors import DataError
 
-# the acceptance bars of issue 2 (docs/model-card.md)
-MIN_AUC = 0.78
-MIN_F1 = 0.50
-MAE_GAIN = 0.05
-MEDIAN_AE_GAIN = 0.30
+# the quality bars of docs/model-card.md
+MIN_AUC = 0.81
+MIN_F1 = 0.56
+MAX_CALIBRATION_ERROR = 0.03
+MAE_GAIN = 0.12
+MEDIAN_AE_GAIN = 0.40
+MAX_SECONDS = 240  # tuning included, on the 2-core machine of docs/model-card.md
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--path", required=True, help="incident_event_log.zip (or the CSV inside it)")
     parser.add_argument("--test-size", type=float, default=0.2)
     parser.add_argument("--random-state", type=int, default=42)
+    add_tune_seconds(parser)
 
 
-def _rows(report: dict[str, float]) -> list[tuple[str, str, str, str, bool | None]]:
+Row = tuple[str, str, str, str, str, bool | None]
+
+
+def _rows(report: dict[str, float]) -> list[Row]:
+    """(metric, model, plain XGBoost, naive baseline, bar, met) for the model card's table."""
+
     def gain(metric: str) -> float:
         return 1.0 - report[metric] / report[f"baseline_{metric}"]
 
+    def plain(metric: str, digits: int) -> str:
+        value = report.get(f"baseline_plain_{metric}")
+        return "" if value is None else f"{value:,.{digits}f}"
+
     mae_gain, median_gain = gain("mae_minutes"), gain("median_ae_minutes")
+    auc, mae = report["auc"], report["mae_minutes"]
     return [
-        ("SLA AUC", f"{report['auc']:.4f}", f"{report['baseline_auc']:.4f}", f">= {MIN_AUC}", report["auc"] >= MIN_AUC),
         (
-            f"SLA F1 (threshold {report['threshold']:.3f} from validation)",
+            "SLA AUC",
+            f"{auc:.4f}",
+            plain("auc", 4),
+            f"{report['baseline_auc']:.4f}",
+            f">= {MIN_AUC} and >= plain",
+            auc >= MIN_AUC and auc >= report["baseline_plain_auc"],
+        ),
+        (
+            f"SLA F1 (threshold {report['threshold']:.3f} from the folds)",
             f"{report['f1']:.4f}",
+            plain("f1", 4),
             f"{report['baseline_f1']:.4f}",
             f">= {MIN_F1}",
             report["f1"] >= MIN_F1,
         ),
-        ("SLA precision", f"{report['precision']:.4f}", f"{report['baseline_precision']:.4f}", "", None),
-        ("SLA recall", f"{report['recall']:.4f}", f"{report['baseline_recall']:.4f}", "", None),
-        ("SLA Brier score", f"{report['brier']:.4f}", f"{report['baseline_brier']:.4f}", "lower is better", None),
         (
-            "SLA expected calibration error (10 bins)",
-            f"{report['calibration_error']:.4f}",
-            f"{report['baseline_calibration_error']:.4f}",
+            "SLA precision",
+            f"{report['precision']:.4f}",
+            plain("precision", 4),
+            f"{report['baseline_precision']:.4f}",
+            "",
+            None,
+        ),
+        ("SLA recall", f"{report['recall']:.4f}", plain("recall", 4), f"{report['baseline_recall']:.4f}", "", None),
+        (
+            "SLA Brier score",
+            f"{report['brier']:.4f}",
+            plain("brier", 4),
+            f"{report['baseline_brier']:.4f}",
             "lower is better",
             None,
         ),
         (
+            "SLA expected calibration error (10 bins)",
+            f"{report['calibration_error']:.4f}",
+            plain("calibration_error", 4),
+            f"{report['baseline_calibration_error']:.4f}",
+            f"<= {MAX_CALIBRATION_ERROR}",
+            report["calibration_error"] <= MAX_CALIBRATION_ERROR,
+        ),
+        (
             "ETA MAE (minutes)",
-            f"{report['mae_minutes']:.0f} ({mae_gain:.1%} below)",
-            f"{report['baseline_mae_minutes']:.0f}",
-            f">= {MAE_GAIN:.0%} below",
-            mae_gain >= MAE_GAIN,
+            f"{mae:,.0f} ({mae_gain:.1%} below)",
+            plain("mae_minutes", 0),
+            f"{report['baseline_mae_minutes']:,.0f}",
+            f">= {MAE_GAIN:.0%} below and <= plain",
+            mae_gain >= MAE_GAIN and mae <= report["baseline_plain_mae_minutes"],
         ),
         (
             "ETA median absolute error (minutes)",
-            f"{report['median_ae_minutes']:.0f} ({median_gain:.1%} below)",
-            f"{report['baseline_median_ae_minutes']:.0f}",
+            f"{report['median_ae_minutes']:,.0f} ({median_gain:.1%} below)",
+            plain("median_ae_minutes", 0),
+            f"{report['baseline_median_ae_minutes']:,.0f}",
             f">= {MEDIAN_AE_GAIN:.0%} below",
             median_gain >= MEDIAN_AE_GAIN,
         ),
-        ("ETA RMSE (minutes)", f"{report['rmse_minutes']:.0f}", f"{report['baseline_rmse_minutes']:.0f}", "", None),
-        ("clusters silhouette", f"{report['silhouette']:.4f}", "", "", None),
+        (
+            "ETA RMSE (minutes)",
+            f"{report['rmse_minutes']:,.0f}",
+            plain("rmse_minutes", 0),
+            f"{report['baseline_rmse_minutes']:,.0f}",
+            "",
+            None,
+        ),
+        ("clusters silhouette", f"{report['silhouette']:.4f}", "", "", "", None),
     ]
 
 
@@ -85,6 +131,7 @@ def run(args: argparse.Namespace) -> int:
                 dataset_ref=str(path),
                 test_size=args.test_size,
                 random_state=args.random_state,
+                tune_seconds=args.tune_seconds,
                 tracking_uri=tracking_uri,
                 progress=lambda fraction, message: print(f"[{fraction:4.0%}] {message}", file=sys.stderr, flush=True),
             )
@@ -93,12 +140,22 @@ def run(args: argparse.Namespace) -> int:
             return 2
         elapsed = time.perf_counter() - started
     rows = _rows(result.report)
+    rows.append(
+        ("wall time, tuning included (s)", f"{elapsed:.0f}", "", "", f"<= {MAX_SECONDS}", elapsed <= MAX_SECONDS)
+    )
     print(f"UCI incident event log ({path.name}); test = newest {args.test_size:.0%} of incidents by opening time")
-    print(f"models chosen on validation: SLA {result.chosen['sla']}, ETA {result.chosen['eta']}")
-    print(f"training + evaluation + registration: {elapsed:.0f} s on {os.cpu_count()} cores")
+    print(f"models chosen on the time folds: SLA {result.chosen['sla']}, ETA {result.chosen['eta']}")
+    print(
+        f"training + evaluation + registration: {elapsed:.0f} s on {os.cpu_count()} cores"
+        f" (load average at the end {os.getloadavg()[0]:.1f}), tune budget {args.tune_seconds:.0f} s"
+    )
+    print("metrics: the evaluation model (refit on train + validation) on the test slice; the served model is")
+    print("refit on every labeled incident and has no test metrics of its own")
     print()
-    print("| metric (test slice) | model | baseline | bar | met |")
-    print("|---|---|---|---|---|")
-    for name, model, baseline, bar, met in rows:
-        print(f"| {name} | {model} | {baseline} | {bar} | {'' if met is None else ('yes' if met else 'NO')} |")
+    print("| metric (test slice) | model | plain XGBoost | naive baseline | bar | met |")
+    print("|---|---|---|---|---|---|")
+    for name, model, plain, baseline, bar, met in rows:
+        print(
+            f"| {name} | {model} | {plain} | {baseline} | {bar} | {'' if met is None else ('yes' if met else 'NO')} |"
+        )
     return 0 if all(met is not False for *_, met in rows) else 1

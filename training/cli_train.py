@@ -1,4 +1,4 @@
-"""`osml train --dataset REF [--test-size 0.2] [--random-state 42] [--activate]`.
+"""`osml train --dataset REF [--test-size 0.2] [--random-state 42] [--tune-seconds 60] [--activate]`.
 
 Progress goes to stderr; the LAST stdout line is one JSON object: {"modelVersion": ..., "metrics": {...}}.
 """
@@ -34,6 +34,24 @@ def whole_number(value: str) -> int:
     return int(number)
 
 
+def seconds(value: str) -> float:
+    number = float(value)
+    if not number >= 0 or number == float("inf"):
+        raise argparse.ArgumentTypeError(f"expected a number of seconds >= 0, got {value!r}")
+    return number
+
+
+def add_tune_seconds(parser: argparse.ArgumentParser) -> None:
+    from training.tune import DEFAULT_TUNE_SECONDS
+
+    parser.add_argument(
+        "--tune-seconds",
+        type=seconds,
+        default=DEFAULT_TUNE_SECONDS,
+        help=f"time budget of the configuration search, both tasks together (default {DEFAULT_TUNE_SECONDS:.0f})",
+    )
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--dataset", required=True, help="datasetRef: path, file://, s3://bucket/key, postgresql://")
     parser.add_argument("--test-size", type=float, default=0.2, help="newest share of orders held out (default 0.2)")
@@ -47,8 +65,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="point the alias `production` at the new pair (optionally --activate=true/false)",
     )
     parser.add_argument(
-        "--candidates", default="all", help="comma-separated model families to try (default: all of them)"
+        "--candidates", default="all", help="comma-separated candidates to try: xgboost, xgboost_tuned (default: all)"
     )
+    add_tune_seconds(parser)
 
 
 def _progress(fraction: float, message: str) -> None:
@@ -69,6 +88,7 @@ def run(args: argparse.Namespace) -> int:
             activate=args.activate,
             progress=_progress,
             candidates=candidates,
+            tune_seconds=args.tune_seconds,
         )
     except (DataError, ValueError) as exc:
         print(f"osml train: {exc}", file=sys.stderr)

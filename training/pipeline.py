@@ -1,7 +1,10 @@
 """The one training entry (`osml train`, the MLproject, the facade's /train jobs): SLA + ETA + clusters.
 
-One parent run per job; a child run per candidate (compare them in the MLflow UI); the best of each task on
-the validation slice is logged as a pyfunc (`osml.runtime`) and registered with the pair's tags.
+One parent run per job; a child run per candidate (compare them in the MLflow UI) and one for the plain
+baseline. Choices are made on expanding time folds (training/tune.py); each candidate's reported metrics come
+from its evaluation model, refit on train + validation and scored on the test slice; the winner of each task is
+refit on every labelled order (the served model), logged as a pyfunc (`osml.runtime`) and registered with the
+pair's tags.
 """
 
 from __future__ import annotations
@@ -9,7 +12,7 @@ from __future__ import annotations
 import time
 import warnings
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -27,12 +30,25 @@ from mlflow.models import ModelSignature
 from mlflow.types.schema import AnyType, ColSpec, Schema, TensorSpec
 from threadpoolctl import threadpool_limits
 
-from osml import conventions, registry
-from osml.runtime import EtaMinutesModel, FeatureEncoder, SlaRiskModel
+from osml import conventions, registry, train_requests
+from osml.runtime import Calibrator, EtaMinutesModel, FeatureEncoder, SlaRiskModel, XGBoostScorer
 from osml.schema import CURRENT_SCHEMA_VERSION, REQUIRED_FEATURES, SCHEMAS
 from training import plots
 from training.calibration import fit_calibrator
-from training.candidates import FittedCandidate, Task, TrainingSet, openmp_threads, select
+from training.candidates import (
+    DEFAULTS,
+    PLAIN,
+    PLAIN_ROUNDS,
+    TASKS,
+    TUNED,
+    Fitted,
+    Rows,
+    Task,
+    fit_booster,
+    importances,
+    openmp_threads,
+    select,
+)
 from training.clustering import cluster_orders
 from training.data.orders import load_orders
 from training.data.postgres import display_url
@@ -46,12 +62,15 @@ from training.evaluate import (
 from training.features import TrainingFrame, build_training_frame
 from training.split import TimeSplit, time_split
 from training.tracking import dataset_source, ensure_experiment
+from training.tune import DEFAULT_TUNE_SECONDS, Assessment, FoldRows, assess, search
 
 Progress = Callable[[float, str], None]
+
 
 # Required integer features are "long". Optional numerics are "Any": JSON gives int64 for 720 and float64 for
 # 720.5 or for a column with gaps, and MLflow refuses int64 -> double; the encoder coerces them to float.
 _LONG_FEATURES = frozenset({"createdHour", "createdDayOfWeek", "hasAssignee"})
+_NS_PER_DAY = 86_400 * 10**9
 _PIP_REQUIREMENTS = (
     f"mlflow=={mlflow.__version__}",
     f"xgboost=={xgboost.__version__}",
@@ -72,13 +91,24 @@ class TrainResult:
 
 @dataclass(frozen=True)
 class _Outcome:
-    """A task's winner: its child run, runtime model, test metrics and plots."""
+    """A task's winner: its child run, the served model, the evaluation model's test metrics and plots."""
 
     run_id: str
     candidate: str
     model: SlaRiskModel | EtaMinutesModel
     metrics: dict[str, float]
     figures: Callable[[], dict[str, Figure]]  # drawn only for the winner
+
+
+@dataclass(frozen=True)
+class _Scored:
+    """A candidate after its evaluation refit: fold choices, test metrics, what its served refit needs."""
+
+    name: str
+    assessment: Assessment
+    calibrator: Calibrator | None
+    latency_ms: float
+    outcome: _Outcome  # its model is the evaluation model until the winner is refit for serving
 
 
 def _signature(schema_version: str, output: str) -> ModelSignature:
@@ -109,136 +139,261 @@ def _prefixed(prefix: str, metrics: dict[str, float]) -> dict[str, float]:
     return {f"{prefix}{k}": v for k, v in metrics.items() if np.isfinite(v)}
 
 
+class _Encoded:
+    """The frame encoded with a vocabulary fitted on some of its rows (a model sees only its own rows' values)."""
+
+    def __init__(self, frame: TrainingFrame, rows: np.ndarray, schema_version: str) -> None:
+        self.encoder = FeatureEncoder.fit(frame.features.iloc[rows], schema_version=schema_version)
+        self.x = self.encoder.encode_frame(frame.features)
+
+
 class _Trainer:
     def __init__(
         self,
         frame: TrainingFrame,
         split: TimeSplit,
-        encoder: FeatureEncoder,
         *,
+        schema_version: str,
         experiment_id: str,
         random_state: int,
+        tune_seconds: float,
         progress: Progress,
+        weights: np.ndarray | None = None,
     ) -> None:
         self.experiment_id = experiment_id  # nested runs otherwise land in the default experiment
         self.frame = frame
         self.split = split
-        self.encoder = encoder
         self.random_state = random_state
+        self.tune_seconds = tune_seconds
         self.progress = progress
-        self.encoded = encoder.encode_frame(frame.features)
+        self.weights = np.ones(len(frame.features)) if weights is None else np.asarray(weights, dtype=np.float64)
+        self.days = frame.created_at.astype("datetime64[ns, UTC]").astype("int64").to_numpy() / _NS_PER_DAY
+        before = self.days[split.before_test]
+        self.span_days = max(float(before.max() - before.min()), 1.0 / 24)
+        self.folds = tuple(_Encoded(frame, fold.fit, schema_version) for fold in split.folds)
+        self.evaluation = _Encoded(frame, split.before_test, schema_version)
+        self.served = _Encoded(frame, split.everything, schema_version)
+        self.plain: dict[str, float] = {}  # the plain baseline's test metrics, both tasks
+        self.plain_validation: dict[str, float] = {}
 
-    def _rows(self, task: Task, block: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def _labelled(self, task: Task, block: np.ndarray) -> np.ndarray:
         target = self.frame.sla if task == "sla" else self.frame.eta
-        values = target.to_numpy(dtype=float)[block]
-        keep = np.isfinite(values)
-        return block[keep], values[keep]
+        return block[np.isfinite(target.to_numpy(dtype=float)[block])]
+
+    def _rows(self, task: Task, encoded: _Encoded, block: np.ndarray) -> Rows:
+        rows = self._labelled(task, block)
+        target = (self.frame.sla if task == "sla" else self.frame.eta).to_numpy(dtype=float)[rows]
+        return Rows(encoded.x[rows], target if task == "sla" else np.log1p(target), self.weights[rows], self.days[rows])
+
+    def _folds(self, task: Task) -> tuple[FoldRows, ...]:
+        folds = tuple(
+            FoldRows(encoded.encoder, self._rows(task, encoded, fold.fit), self._rows(task, encoded, fold.score))
+            for encoded, fold in zip(self.folds, self.split.folds, strict=True)
+        )
+        for fold in folds:
+            if not len(fold.fit) or not len(fold.score):
+                raise ValueError(f"a validation fold has no labeled rows for the {task.upper()} model")
+            if task == "sla" and len(np.unique(fold.fit.y)) < 2:
+                raise ValueError("a training fold holds a single SLA class: nothing to learn")
+        return folds
 
     def run_task(self, task: Task, names: tuple[str, ...] | None, span: tuple[float, float]) -> _Outcome:
-        fits = select(task, names)
-        train_rows, y_train = self._rows(task, self.split.train)
-        val_rows, y_val = self._rows(task, self.split.validation)
-        test_rows, y_test = self._rows(task, self.split.test)
-        for rows, what in ((train_rows, "train"), (val_rows, "validation"), (test_rows, "test")):
-            if len(rows) == 0:
-                raise ValueError(f"the {what} slice has no labeled rows for the {task.upper()} model")
-        if task == "sla" and len(np.unique(y_train)) < 2:
-            raise ValueError("the training slice holds a single SLA class: nothing to learn")
-        target_train = y_train if task == "sla" else np.log1p(y_train)
-        target_val = y_val if task == "sla" else np.log1p(y_val)
-        data = TrainingSet(
-            self.encoder,
-            self.encoded[train_rows],
-            target_train,
-            self.encoded[val_rows],
-            target_val,
-            self.random_state,
+        chosen = select(task, names)
+        evaluation_rows = self._rows(task, self.evaluation, self.split.before_test)
+        test_block = self._labelled(task, self.split.test)
+        if not len(test_block):
+            raise ValueError(f"the test slice has no labeled rows for the {task.upper()} model")
+        folds = self._folds(task)
+        test_rows = self._rows(task, self.evaluation, self.split.test)
+        y_test = (self.frame.sla if task == "sla" else self.frame.eta).to_numpy(dtype=float)[test_block]
+        w_test = self.weights[test_block]
+        y_before = (self.frame.sla if task == "sla" else self.frame.eta).to_numpy(dtype=float)[
+            self._labelled(task, self.split.before_test)
+        ]
+        baseline = (sla_baseline_metrics if task == "sla" else eta_baseline_metrics)(
+            y_before, y_test, evaluation_rows.w, w_test
         )
-        baseline = sla_baseline_metrics(y_train, y_test) if task == "sla" else eta_baseline_metrics(y_train, y_test)
-        probe = _records(self.frame.features.iloc[val_rows[:LATENCY_PROBE_ROWS]])
-        results: list[tuple[float, float, _Outcome]] = []  # (validation score, ms per predict_one, outcome)
-        for i, (name, fit) in enumerate(fits.items()):
-            fraction = span[0] + (span[1] - span[0]) * i / len(fits)
-            self.progress(fraction, f"{task.upper()}: training candidate {name}")
+
+        self.progress(span[0], f"{task.upper()}: plain baseline")
+        plain_validation = self._plain(task, folds, evaluation_rows, test_rows, y_test, w_test)
+        if TUNED in chosen:
+            self.progress(span[0], f"{task.upper()}: searching configurations for {self.tune_seconds / 2:.0f} s")
+            found = search(task, folds, seconds=self.tune_seconds / 2, seed=self.random_state, span_days=self.span_days)
+            assessments = {"xgboost": found.default, TUNED: found.best}
+            trials: pd.DataFrame | None = found.trials
+        else:
+            assessments = {"xgboost": assess(task, DEFAULTS[task], folds, seed=self.random_state)}
+            trials = None
+        probe = _records(self.frame.features.iloc[self.split.validation[:LATENCY_PROBE_ROWS]])
+        scored: list[_Scored] = []
+        for i, name in enumerate(chosen):
+            self.progress(span[0] + (span[1] - span[0]) * (0.5 + i / (2 * len(chosen))), f"{task.upper()}: {name}")
             with mlflow.start_run(run_name=f"{task}/{name}", nested=True, experiment_id=self.experiment_id) as child:
                 mlflow.set_tags({"osml.task": task, "osml.candidate": name})
-                started = time.perf_counter()
-                fitted = fit(task, data)
-                fit_seconds = time.perf_counter() - started
-                mlflow.log_params({f"{name}.{k}": v for k, v in fitted.params.items()})
-                mlflow.log_params({"train_rows": len(train_rows), "validation_rows": len(val_rows)})
-                if task == "sla":
-                    score, outcome = self._evaluate_sla(child.info.run_id, fitted, data, test_rows, y_test)
-                else:
-                    score, outcome = self._evaluate_eta(child.info.run_id, fitted, data, test_rows, y_test)
-                latency_ms = _predict_one_ms(outcome.model, probe)
-                mlflow.log_metrics(
-                    {"fit_seconds": fit_seconds, "predict_one_ms": latency_ms, **_prefixed("baseline_", baseline)}
+                candidate = self._evaluate(
+                    task, name, assessments[name], folds, evaluation_rows, test_rows, y_test, w_test, probe
                 )
-            results.append((score, latency_ms, outcome))
-        winner = _choose(task, results)
+                scored.append(replace(candidate, outcome=replace(candidate.outcome, run_id=child.info.run_id)))
+                mlflow.log_metrics(_prefixed("baseline_", baseline))
+                if name == TUNED and trials is not None:
+                    mlflow.log_table(trials, "tuning/trials.json")
+                    mlflow.log_metric("tuning_trials", len(trials))
+        winner = _choose(task, scored, plain_validation)
+        self.progress(span[1], f"{task.upper()}: refitting {winner.name} on every labeled order")
+        served = self._refit_served(task, winner)
         return _Outcome(
-            winner.run_id,
-            winner.candidate,
-            winner.model,
-            {**winner.metrics, **_prefixed("baseline_", baseline)},
-            winner.figures,
+            winner.outcome.run_id,
+            winner.name,
+            served,
+            {**winner.outcome.metrics, **_prefixed("baseline_", baseline)},
+            winner.outcome.figures,
         )
 
-    def _evaluate_sla(
-        self, run_id: str, fitted: FittedCandidate, data: TrainingSet, test_rows: np.ndarray, y_test: np.ndarray
-    ) -> tuple[float, _Outcome]:
-        raw_val = fitted.scorer(data.x_val)
-        calibrator = fit_calibrator(raw_val, data.y_val)
-        model = SlaRiskModel(self.encoder, fitted.scorer, calibrator)
-        p_val = calibrator(raw_val)
-        threshold = choose_threshold(data.y_val, p_val)
-        validation = classification_metrics(data.y_val, p_val, threshold)
-        raw_val_auc = classification_metrics(data.y_val, raw_val, threshold)["auc"]
-        raw_test = fitted.scorer(self.encoded[test_rows])
-        p_test = model._finish(raw_test)
-        test = classification_metrics(y_test, p_test, threshold)
-        mlflow.log_params({"calibration": calibrator.method, "threshold": round(threshold, 6)})
-        mlflow.log_metrics({**_prefixed("", test), **_prefixed("val_", validation), "threshold": threshold})
-        columns, importances = self.encoder.columns, fitted.importances
+    def _plain(
+        self,
+        task: Task,
+        folds: tuple[FoldRows, ...],
+        evaluation_rows: Rows,
+        test_rows: Rows,
+        y_test: np.ndarray,
+        w_test: np.ndarray,
+    ) -> float:
+        """The plain reference on validation (returned: AUC or MAE) and, refit before the test, on the test."""
+        validation = assess(
+            task, PLAIN[task], folds[-1:], seed=self.random_state, rounds=PLAIN_ROUNDS, early_stopping=False
+        )
+        fitted = fit_booster(
+            task, PLAIN[task], self.evaluation.encoder, evaluation_rows, seed=self.random_state, rounds=PLAIN_ROUNDS
+        )
+        predicted = np.asarray(fitted.booster.inplace_predict(test_rows.x), dtype=np.float64)
+        if task == "sla":
+            threshold = choose_threshold(folds[-1].score.y, validation.predictions[-1], folds[-1].score.w)
+            test = classification_metrics(y_test, predicted, threshold, w_test) | {"threshold": threshold}
+            self.plain_validation["val_auc"] = validation.validation
+        else:
+            test = regression_metrics(y_test, np.clip(np.expm1(predicted), 0.0, None), w_test)
+            self.plain_validation["val_mae_minutes"] = validation.validation
+        self.plain |= test
+        return validation.validation
 
+    def _evaluate(
+        self,
+        task: Task,
+        name: str,
+        assessment: Assessment,
+        folds: tuple[FoldRows, ...],
+        evaluation_rows: Rows,
+        test_rows: Rows,
+        y_test: np.ndarray,
+        w_test: np.ndarray,
+        probe: list[dict[str, Any]],
+    ) -> _Scored:
+        """Refit on train + validation with the fold choices; its test metrics are the candidate's."""
+        rounds = assessment.rounds(evaluation_rows)
+        started = time.perf_counter()
+        fitted = fit_booster(
+            task, assessment.params, self.evaluation.encoder, evaluation_rows, seed=self.random_state, rounds=rounds
+        )
+        fit_seconds = time.perf_counter() - started
+        encoder = self.evaluation.encoder
+        scorer = XGBoostScorer(fitted.booster, sample=evaluation_rows.x[-512:])
+        mlflow.log_params({f"{name}.{k}": v for k, v in assessment.params.items()})
+        mlflow.log_params(
+            {
+                "evaluation_rows": len(evaluation_rows),
+                "evaluation_rounds": rounds,
+                "rounds_per_1000_rows": round(1000 * float(np.mean(assessment.rounds_per_row)), 4),
+                "folds": len(folds),
+            }
+        )
+        fold_metric = "auc" if task == "sla" else "mae_minutes"
+        for i, value in enumerate(assessment.values):
+            mlflow.log_metric(f"fold_{fold_metric}", value, step=i)
+        mlflow.log_metrics(
+            {"fold_score": assessment.score, "fit_seconds": fit_seconds, "cv_seconds": assessment.seconds}
+        )
+        raw_test = scorer(test_rows.x)
+        calibrator: Calibrator | None = None
+        if task == "sla":
+            # calibrated on the newest out-of-fold block: under drift it is the best guess of the next one's rates
+            last = folds[-1].score
+            raw_last = assessment.predictions[-1]
+            calibrator = fit_calibrator(raw_last, last.y, last.w)
+            model: SlaRiskModel | EtaMinutesModel = SlaRiskModel(encoder, scorer, calibrator)
+            p_last = calibrator(raw_last)
+            threshold = choose_threshold(last.y, p_last, last.w)
+            validation = classification_metrics(last.y, p_last, threshold, last.w)
+            p_test = model._finish(raw_test)
+            test = classification_metrics(y_test, p_test, threshold, w_test)
+            mlflow.log_params({"calibration": calibrator.method, "threshold": round(threshold, 6)})
+            metrics = {**test, "threshold": threshold, **_prefixed("val_", validation)}
+            figures = self._sla_figures(y_test, p_test, raw_test, threshold, encoder, fitted)
+        else:
+            model = EtaMinutesModel(encoder, scorer)
+            last = folds[-1].score
+            validation = regression_metrics(np.expm1(last.y), model._finish(assessment.predictions[-1]), last.w)
+            predicted = model._finish(raw_test)
+            test = regression_metrics(y_test, predicted, w_test)
+            metrics = {**test, **_prefixed("val_", validation)}
+            figures = self._eta_figures(y_test, predicted, encoder, fitted)
+        latency_ms = _predict_one_ms(model, probe)
+        mlflow.log_metrics({**_prefixed("", metrics), "predict_one_ms": latency_ms})
+        return _Scored(name, assessment, calibrator, latency_ms, _Outcome("", name, model, metrics, figures))
+
+    @staticmethod
+    def _sla_figures(
+        y_test: np.ndarray,
+        p_test: np.ndarray,
+        raw_test: np.ndarray,
+        threshold: float,
+        encoder: FeatureEncoder,
+        fitted: Fitted,
+    ) -> Callable[[], dict[str, Figure]]:
         def figures() -> dict[str, Figure]:
-            drawn = {
+            return {
                 "sla_roc_pr": plots.roc_pr(y_test, p_test),
                 "sla_calibration": plots.calibration(y_test, p_test, raw_test),
                 "sla_confusion": plots.confusion(y_test, p_test, threshold),
+                "sla_feature_importance": plots.feature_importance(
+                    encoder.columns, importances(fitted.booster, encoder)
+                ),
             }
-            if importances is not None:
-                drawn["sla_feature_importance"] = plots.feature_importance(columns, importances)
-            return drawn
 
-        metrics = {**test, "threshold": threshold, **_prefixed("val_", validation)}
-        return raw_val_auc, _Outcome(run_id, fitted.name, model, metrics, figures)
+        return figures
 
-    def _evaluate_eta(
-        self, run_id: str, fitted: FittedCandidate, data: TrainingSet, test_rows: np.ndarray, y_test: np.ndarray
-    ) -> tuple[float, _Outcome]:
-        model = EtaMinutesModel(self.encoder, fitted.scorer)
-        validation = regression_metrics(np.expm1(data.y_val), model._finish(fitted.scorer(data.x_val)))
-        predicted = model._finish(fitted.scorer(self.encoded[test_rows]))
-        test = regression_metrics(y_test, predicted)
-        mlflow.log_metrics({**_prefixed("", test), **_prefixed("val_", validation)})
-        columns, importances = self.encoder.columns, fitted.importances
-
+    @staticmethod
+    def _eta_figures(
+        y_test: np.ndarray, predicted: np.ndarray, encoder: FeatureEncoder, fitted: Fitted
+    ) -> Callable[[], dict[str, Figure]]:
         def figures() -> dict[str, Figure]:
-            drawn = {"eta_residuals": plots.residuals(y_test, predicted)}
-            if importances is not None:
-                drawn["eta_feature_importance"] = plots.feature_importance(columns, importances)
-            return drawn
+            return {
+                "eta_residuals": plots.residuals(y_test, predicted),
+                "eta_feature_importance": plots.feature_importance(
+                    encoder.columns, importances(fitted.booster, encoder)
+                ),
+            }
 
-        # lower validation MAE is better; the caller keeps the highest score
-        return -validation["mae_minutes"], _Outcome(
-            run_id, fitted.name, model, {**test, **_prefixed("val_", validation)}, figures
+        return figures
+
+    def _refit_served(self, task: Task, winner: _Scored) -> SlaRiskModel | EtaMinutesModel:
+        """The winner's choices refit on every labeled order, test slice included: the model that is registered."""
+        rows = self._rows(task, self.served, self.split.everything)
+        rounds = winner.assessment.rounds(rows)
+        fitted = fit_booster(
+            task, winner.assessment.params, self.served.encoder, rows, seed=self.random_state, rounds=rounds
         )
+        scorer = XGBoostScorer(fitted.booster, sample=rows.x[-512:])
+        with mlflow.start_run(run_id=winner.outcome.run_id, nested=True):
+            mlflow.log_params({"served_rows": len(rows), "served_rounds": rounds})
+        if task == "sla":
+            assert winner.calibrator is not None
+            return SlaRiskModel(self.served.encoder, scorer, winner.calibrator)
+        return EtaMinutesModel(self.served.encoder, scorer)
 
 
-# Model choice: the best validation score wins, unless a candidate within this margin of it answers a single
-# row faster (the facade predicts one order per request): SLA in AUC points, ETA as a share of the MAE.
+# Model choice: the best fold score wins, unless a candidate within this margin of it answers a single row faster
+# (the facade predicts one order per request): SLA in AUC points, ETA as a share of the MAE. Neither may pick a
+# candidate that loses to the plain baseline on the validation block.
 SLA_AUC_MARGIN = 0.005
 ETA_MAE_MARGIN = 0.01
 LATENCY_PROBE_ROWS = 50
@@ -257,26 +412,45 @@ def _predict_one_ms(model: SlaRiskModel | EtaMinutesModel, rows: list[dict[str, 
     return (time.perf_counter() - started) * 1000 / len(rows)
 
 
-def _choose(task: Task, results: list[tuple[float, float, _Outcome]]) -> _Outcome:
-    best = max(score for score, _, _ in results)
-    # scores are AUC (SLA) or -MAE (ETA): both higher-is-better
+def _beats_plain(task: Task, validation: float, plain: float) -> bool:
+    return validation >= plain if task == "sla" else validation <= plain
+
+
+def _choose(task: Task, scored: list[_Scored], plain_validation: float) -> _Scored:
+    best = max(s.assessment.score for s in scored)
+    # scores are AUC (SLA) or -MAE/baseline (ETA): both higher-is-better
     floor = best - SLA_AUC_MARGIN if task == "sla" else best * (1 + ETA_MAE_MARGIN)
-    eligible = [(latency, -score, outcome) for score, latency, outcome in results if score >= floor]
-    return min(eligible, key=lambda item: (item[0], item[1]))[2]
+    eligible = [
+        s
+        for s in scored
+        if s.assessment.score >= floor and _beats_plain(task, s.assessment.validation, plain_validation)
+    ]
+    if not eligible:  # nothing beats the plain baseline on validation: the best fold score, and the tag says so
+        return max(scored, key=lambda s: s.assessment.score)
+    return min(eligible, key=lambda s: (s.latency_ms, -s.assessment.score))
 
 
 def _log_lineage(frame: TrainingFrame, split: TimeSplit, ref: str) -> None:
+    """The datasets each slice came from, and which rows (and times) each model saw."""
     source = dataset_source(ref)
     table = frame.features.assign(slaBreached=frame.sla, resolutionMinutes=frame.eta)
     for context, rows in (("train", split.train), ("validation", split.validation), ("test", split.test)):
         dataset = from_pandas(table.iloc[rows], source=source, name=f"orders-{context}")
         mlflow.log_input(dataset, context=context)
+    blocks = {
+        "train": split.train,
+        "validation": split.validation,
+        "test": split.test,
+        "evaluation": split.before_test,  # the model behind every reported metric
+        "served": split.everything,  # the registered model
+    }
+    created = frame.created_at
     mlflow.log_params(
-        {
-            f"{context}_from": str(frame.created_at.iloc[rows].min())
-            for context, rows in (("train", split.train), ("validation", split.validation), ("test", split.test))
-        }
-        | {"test_to": str(frame.created_at.iloc[split.test].max())}
+        {f"{name}_rows": len(rows) for name, rows in blocks.items()}
+        | {f"{name}_from": str(created.iloc[rows].min()) for name, rows in blocks.items()}
+        | {f"{name}_to": str(created.iloc[rows].max()) for name, rows in blocks.items()}
+        | {"folds": len(split.folds)}
+        | {f"fold_{i}_scores_from": str(created.iloc[fold.score].min()) for i, fold in enumerate(split.folds)}
     )
 
 
@@ -297,6 +471,25 @@ def _register(
     return mlflow.register_model(info.model_uri, name, tags=tags)
 
 
+def _log_plain(experiment_id: str, trainer: _Trainer) -> None:
+    """The child run `baseline/xgboost-plain`: test metrics of the plain reference, never registered."""
+    with mlflow.start_run(run_name="baseline/xgboost-plain", nested=True, experiment_id=experiment_id):
+        mlflow.set_tags({"osml.task": "baseline", "osml.candidate": "xgboost-plain"})
+        mlflow.log_params({f"{task}.{k}": v for task in TASKS for k, v in PLAIN[task].items()})
+        mlflow.log_params({"num_boost_round": PLAIN_ROUNDS, "calibration": "none"})
+        mlflow.log_metrics(_prefixed("", trainer.plain | trainer.plain_validation))
+
+
+def _plain_comparison(sla: _Outcome, eta: _Outcome, plain: dict[str, float]) -> dict[str, str]:
+    sla_beats = sla.metrics["auc"] >= plain["auc"]
+    eta_beats = eta.metrics["mae_minutes"] <= plain["mae_minutes"]
+    return {
+        "osml.sla_beats_plain": str(sla_beats).lower(),
+        "osml.eta_beats_plain": str(eta_beats).lower(),
+        "osml.beats_plain": str(sla_beats and eta_beats).lower(),
+    }
+
+
 def train(
     *,
     dataset_ref: str,
@@ -307,20 +500,25 @@ def train(
     tracking_uri: str | None = None,
     candidates: Sequence[str] | None = None,
     schema_version: str = CURRENT_SCHEMA_VERSION,
+    tune_seconds: float = DEFAULT_TUNE_SECONDS,
 ) -> TrainResult:
-    """Train, evaluate and register the SLA + ETA pair; raises DataError for bad data, ValueError for bad config."""
+    """Train, evaluate and register the SLA + ETA pair; raises DataError for bad data, ValueError for bad config.
+
+    `tune_seconds` bounds the configuration search of the `xgboost_tuned` candidates (half per task).
+    """
     report: Progress = progress or (lambda _fraction, _message: None)
     names = tuple(candidates) if candidates is not None else None
     if names is not None:
-        select("sla", names), select("eta", names)  # fail on a bad candidate list before reading any data
+        train_requests.check_candidates(names)  # fail on a bad candidate list before reading any data
     if not 0.0 < test_size < 1.0:
         raise ValueError(f"test_size must be between 0 and 1 (exclusive), got {test_size}")
+    if not np.isfinite(tune_seconds) or tune_seconds < 0:
+        raise ValueError(f"tune_seconds must be a number of seconds >= 0, got {tune_seconds}")
     report(0.0, f"loading {display_url(dataset_ref)}")
     data = load_orders(dataset_ref)
     report(0.08, f"building features (schema {schema_version}) for {len(data.orders)} orders")
     frame = build_training_frame(data, schema_version=schema_version)
-    split = time_split(frame.created_at, test_size=test_size, tie_breaker=frame.order_id)
-    encoder = FeatureEncoder.fit(frame.features.iloc[split.train], schema_version=schema_version)
+    split = time_split(frame.created_at, test_size=test_size, groups=frame.order_id)
 
     uri = tracking_uri or conventions.tracking_uri()
     mlflow.set_tracking_uri(uri)
@@ -328,14 +526,28 @@ def train(
     experiment_id = ensure_experiment(client, uri)
     trained_at = datetime.now(UTC).replace(microsecond=0)
     ref = display_url(dataset_ref)
-    trainer = _Trainer(frame, split, encoder, experiment_id=experiment_id, random_state=random_state, progress=report)
-    sla_count, eta_count = len(select("sla", names)), len(select("eta", names))
+    trainer = _Trainer(
+        frame,
+        split,
+        schema_version=schema_version,
+        experiment_id=experiment_id,
+        random_state=random_state,
+        tune_seconds=tune_seconds,
+        progress=report,
+    )
     with (
-        # OpenMP/BLAS pools of scikit-learn (HistGradientBoosting, KMeans): see candidates.openmp_threads
-        threadpool_limits(limits=openmp_threads(len(split.train))),
+        # OpenMP/BLAS pools of scikit-learn (KMeans, isotonic): see candidates.openmp_threads
+        threadpool_limits(limits=openmp_threads(len(split.before_test))),
         mlflow.start_run(experiment_id=experiment_id, run_name=f"train {trained_at:%Y-%m-%d %H:%M:%S}") as parent,
     ):
-        mlflow.set_tags({conventions.TAG_DATASET_REF: ref, conventions.TAG_SCHEMA_VERSION: schema_version})
+        mlflow.set_tags(
+            {
+                conventions.TAG_DATASET_REF: ref,
+                conventions.TAG_SCHEMA_VERSION: schema_version,
+                "osml.metrics_from": "evaluation model (refit on train + validation, scored on test)",
+                "osml.served_model": "refit on every labeled order (test included)",
+            }
+        )
         mlflow.log_params(
             {
                 "dataset_ref": ref,
@@ -344,18 +556,16 @@ def train(
                 "features_schema_version": schema_version,
                 "orders": len(data.orders),
                 "labeled_rows": len(frame.features),
-                "train_rows": len(split.train),
-                "validation_rows": len(split.validation),
-                "test_rows": len(split.test),
                 "candidates": ",".join(names) if names else "all",
+                "tune_seconds": f"{tune_seconds:g}",  # as `mlflow run` logs the MLproject parameter
             }
         )
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", UserWarning)  # "source can be interpreted in multiple ways"
             _log_lineage(frame, split, dataset_ref)
-        total = sla_count + eta_count
-        sla = trainer.run_task("sla", names, (0.12, 0.12 + 0.66 * sla_count / total))
-        eta = trainer.run_task("eta", names, (0.12 + 0.66 * sla_count / total, 0.78))
+        sla = trainer.run_task("sla", names, (0.12, 0.45))
+        eta = trainer.run_task("eta", names, (0.45, 0.78))
+        _log_plain(experiment_id, trainer)
 
         report(0.8, "clustering order patterns")
         with mlflow.start_run(run_name="clusters/kmeans", nested=True, experiment_id=experiment_id):
@@ -367,7 +577,7 @@ def train(
             mlflow.log_table(clusters.profiles, "clusters/profiles.json")
             mlflow.log_text(clusters.profiles.to_csv(index=False), "clusters/profiles.csv")
 
-        report(0.86, "registering the best models")
+        report(0.86, "registering the served models")
         tags = {
             conventions.TAG_SCHEMA_VERSION: schema_version,
             conventions.TAG_TRAINED_AT: trained_at.strftime("%Y-%m-%dT%H:%M:%SZ"),
@@ -379,8 +589,13 @@ def train(
         model_version = registry.claim_model_version(client, registered)
         tags[conventions.TAG_MODEL_VERSION] = model_version
         _register(eta, name=conventions.ETA_MODEL_NAME, output="etaMinutes", example=example, tags=tags)
-        mlflow.set_tag(conventions.TAG_MODEL_VERSION, model_version)
-        parent_metrics = {**sla.metrics, **eta.metrics, "silhouette": clusters.silhouette}
+        mlflow.set_tags({conventions.TAG_MODEL_VERSION: model_version} | _plain_comparison(sla, eta, trainer.plain))
+        parent_metrics = {
+            **sla.metrics,
+            **eta.metrics,
+            **_prefixed("baseline_plain_", trainer.plain),
+            "silhouette": clusters.silhouette,
+        }
         mlflow.log_metrics(_prefixed("", parent_metrics))
         mlflow.log_params({"sla_model": sla.candidate, "eta_model": eta.candidate, "clusters_k": clusters.k})
         if activate:

@@ -58,7 +58,7 @@ def test_cli_trains_every_candidate_registers_and_activates(
     mlflow_tracking_server: MlflowServer, synthetic_csv: Path
 ) -> None:
     proc = subprocess.run(
-        [str(VENV_BIN / "osml"), "train", "--dataset", str(synthetic_csv), "--activate"],
+        [str(VENV_BIN / "osml"), "train", "--dataset", str(synthetic_csv), "--activate", "--tune-seconds", "6"],
         env=_env(mlflow_tracking_server),
         cwd=REPO_ROOT,
         capture_output=True,
@@ -85,17 +85,20 @@ def test_cli_trains_every_candidate_registers_and_activates(
     parent = client.get_run(pair.sla.run_id).data.tags["mlflow.parentRunId"]
     children = _child_runs(client, parent)
     assert set(children) == {
-        "sla/logistic_regression",
-        "sla/random_forest",
         "sla/xgboost",
-        "eta/random_forest",
-        "eta/hist_gradient_boosting",
+        "sla/xgboost_tuned",
         "eta/xgboost",
+        "eta/xgboost_tuned",
+        "baseline/xgboost-plain",
         "clusters/kmeans",
     }
     for name, run in children.items():
-        expected = {"sla": "auc", "eta": "mae_minutes", "clusters": "silhouette"}[name.split("/")[0]]
+        expected = {"sla": "auc", "eta": "mae_minutes", "baseline": "auc", "clusters": "silhouette"}[name.split("/")[0]]
         assert expected in run.data.metrics, name
+    for task in ("sla", "eta"):  # every configuration tried is in one table of the tuned run
+        tuned = children[f"{task}/xgboost_tuned"].info.run_id
+        assert "tuning/trials.json" in {a.path for a in client.list_artifacts(tuned, "tuning")}
+        assert children[f"{task}/xgboost_tuned"].data.metrics["tuning_trials"] >= 1
     selected = [name for name, run in children.items() if run.data.tags.get("osml.selected") == "true"]
     assert len(selected) == 2
     parent_run = client.get_run(parent)
@@ -103,6 +106,10 @@ def test_cli_trains_every_candidate_registers_and_activates(
         assert metric in parent_run.data.metrics
         if metric != "silhouette":
             assert f"baseline_{metric}" in parent_run.data.metrics
+            assert f"baseline_plain_{metric}" in parent_run.data.metrics
+    assert parent_run.data.tags["osml.beats_plain"] in {"true", "false"}
+    params = parent_run.data.params
+    assert params["served_rows"] == params["labeled_rows"] and params["tune_seconds"] == "6"
     assert parent_run.data.metrics["auc"] == pytest.approx(last["metrics"]["auc"], abs=1e-4)
     assert {i.tags[0].value for i in parent_run.inputs.dataset_inputs} == {"train", "validation", "test"}
     winner = children[next(n for n in selected if n.startswith("sla/"))]
@@ -151,6 +158,8 @@ def test_mlproject_entry_point_trains_through_mlflow_run(
             "candidates=xgboost",
             "-P",
             "random_state=7",
+            "-P",
+            "tune_seconds=0",
             "--env-manager",
             "local",
             "--experiment-name",

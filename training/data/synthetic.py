@@ -24,6 +24,10 @@ What it models (all numbers are the constants below):
   the orders waiting for parts or a vendor spend most of their time ON_HOLD_PARTS; 5% of the done orders are
   resolved too early and reopened (RESOLVED -> REOPENED -> IN_PROGRESS). Rows carry `reassignment_count` and
   `reopen_count` so far. Only what happened before the export time is exported.
+- **Drift** (`drift`, default 0 = none): over the span the active time of the facilities teams grows by
+  x e^drift and that of the other teams shrinks by x e^(-drift/2), linearly in time, so durations, breach rates
+  and which orders are risky all change (a negative drift turns both directions round); the newest orders
+  show the newest regime.
 """
 
 from __future__ import annotations
@@ -132,10 +136,10 @@ def _wait_for_work(seconds: np.ndarray, start_weekday: int) -> np.ndarray:
     return wait
 
 
-def generate(*, orders: int, seed: int, start: datetime | None = None) -> OrdersData:
+def generate(*, orders: int, seed: int, start: datetime | None = None, drift: float = 0.0) -> OrdersData:
     """`orders` synthetic orders and their status history; the same arguments give the same data.
 
-    `start` is the first day (UTC; its time of day is ignored), `DEFAULT_START` when omitted.
+    `start` is the first day (UTC; its time of day is ignored), `DEFAULT_START` when omitted; `drift` as above.
     """
     if orders < 1:
         raise ValueError("orders must be at least 1")
@@ -186,6 +190,8 @@ def generate(*, orders: int, seed: int, start: datetime | None = None) -> Orders
         assignee_speed[members] = speed[pick]
         number += size
     log_effect += np.log(assignee_speed) + np.where(unassigned, 0.5, 0.0)
+    elapsed = created_s / max(int(created_s.max()), 1)
+    log_effect += drift * elapsed * np.where(team == "facilities", 1.0, -0.5)
 
     start_weekday = start.weekday()
     on_call = np.array([ON_CALL_WAIT_SHARE[p] for p in priorities])[priority_idx]

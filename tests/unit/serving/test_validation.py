@@ -126,6 +126,7 @@ async def test_batch_answers_each_item_with_the_predict_shape(client: httpx.Asyn
         ({"trainConfig": {"testSize": 0.2}}, "datasetRef"),
         ({"datasetRef": "x.csv", "trainConfig": {"testSize": 1.5}}, "trainConfig.testSize"),
         ({"datasetRef": "x.csv", "trainConfig": {"randomState": "abc"}}, "trainConfig.randomState"),
+        ({"datasetRef": "x.csv", "trainConfig": {"tuneSeconds": -1}}, "trainConfig.tuneSeconds"),
     ],
 )
 async def test_train_rejects_bad_bodies_naming_the_field(

@@ -23,7 +23,7 @@ from osml.runtime import (
 from osml.schema import Features, Priority
 from tests.support import SEED_FEATURES
 from training.calibration import fit_calibrator
-from training.candidates import CANDIDATES, TrainingSet
+from training.candidates import DEFAULTS, MAX_ROUNDS, Rows, Task, fit_booster
 from training.data.synthetic import generate
 from training.features import build_training_frame
 from training.split import time_split
@@ -39,26 +39,40 @@ def training_frame():  # type: ignore[no-untyped-def]
     return frame, split, encoder
 
 
-def _training_set(training_frame, task: str) -> TrainingSet:  # type: ignore[no-untyped-def]
-    frame, split, encoder = training_frame
+def _rows_of(training_frame, task: str, block: np.ndarray) -> Rows:  # type: ignore[no-untyped-def]
+    frame, _, encoder = training_frame
     target = (frame.sla if task == "sla" else np.log1p(frame.eta)).to_numpy(dtype=float)
-    x = encoder.encode_frame(frame.features)
-    train = split.train[np.isfinite(target[split.train])]
-    val = split.validation[np.isfinite(target[split.validation])]
-    return TrainingSet(encoder, x[train], target[train], x[val], target[val], random_state=0)
+    rows = block[np.isfinite(target[block])]
+    return Rows(encoder.encode_frame(frame.features)[rows], target[rows], np.ones(len(rows)), np.zeros(len(rows)))
 
 
-@pytest.fixture(scope="module", params=sorted(CANDIDATES["sla"]))
-def sla_model(request, training_frame) -> SlaRiskModel:  # type: ignore[no-untyped-def]
-    data = _training_set(training_frame, "sla")
-    fitted = CANDIDATES["sla"][request.param]("sla", data)
-    return SlaRiskModel(data.encoder, fitted.scorer, fit_calibrator(fitted.scorer(data.x_val), data.y_val))
+def _scorer(training_frame, task: Task, params: dict[str, object]) -> tuple[XGBoostScorer, Rows]:  # type: ignore[no-untyped-def]
+    _, split, encoder = training_frame
+    train, val = _rows_of(training_frame, task, split.train), _rows_of(training_frame, task, split.validation)
+    fitted = fit_booster(task, params, encoder, train, seed=0, rounds=MAX_ROUNDS, stop_on=val)
+    return XGBoostScorer(fitted.booster, sample=val.x), val
 
 
-@pytest.fixture(scope="module", params=sorted(CANDIDATES["eta"]))
+@pytest.fixture(scope="module")
+def sla_model(training_frame) -> SlaRiskModel:  # type: ignore[no-untyped-def]
+    scorer, val = _scorer(training_frame, "sla", DEFAULTS["sla"])
+    return SlaRiskModel(training_frame[2], scorer, fit_calibrator(scorer(val.x), val.y))
+
+
+# every identity-link objective the configuration search may choose for ETA
+@pytest.fixture(
+    scope="module",
+    params=[
+        {"objective": "reg:absoluteerror"},
+        {"objective": "reg:squarederror"},
+        {"objective": "reg:pseudohubererror"},
+        {"objective": "reg:quantileerror", "quantile_alpha": 0.6},
+    ],
+    ids=lambda p: str(p["objective"]),
+)
 def eta_model(request, training_frame) -> EtaMinutesModel:  # type: ignore[no-untyped-def]
-    data = _training_set(training_frame, "eta")
-    return EtaMinutesModel(data.encoder, CANDIDATES["eta"][request.param]("eta", data).scorer)
+    scorer, _ = _scorer(training_frame, "eta", DEFAULTS["eta"] | request.param)
+    return EtaMinutesModel(training_frame[2], scorer)
 
 
 def _rows(training_frame) -> list[dict[str, object]]:  # type: ignore[no-untyped-def]

@@ -33,7 +33,8 @@ def test_embedded_store_keeps_artifacts_beside_the_database(sqlite_tracking_uri:
     assert {"sla": parent.params["sla_model"], "eta": parent.params["eta_model"]} == result.chosen
     runs = client.search_runs([experiment.experiment_id])
     names = {run.info.run_name for run in runs if run.data.tags.get("mlflow.parentRunId") == result.run_id}
-    assert names == {"sla/xgboost", "eta/xgboost", "clusters/kmeans"}  # children live in the parent's experiment
+    # children live in the parent's experiment
+    assert names == {"sla/xgboost", "eta/xgboost", "baseline/xgboost-plain", "clusters/kmeans"}
 
 
 def test_unknown_candidate_fails_before_reading_data(tmp_path: Path) -> None:
@@ -45,6 +46,12 @@ def test_unknown_candidate_fails_before_reading_data(tmp_path: Path) -> None:
 def test_test_size_must_be_a_fraction(tmp_path: Path, test_size: float) -> None:
     with pytest.raises(ValueError, match="test_size"):
         train(dataset_ref=str(tmp_path / "absent.csv"), test_size=test_size, tracking_uri="sqlite:///unused")
+
+
+@pytest.mark.parametrize("tune_seconds", [-1.0, float("nan"), float("inf")])
+def test_tune_seconds_must_be_a_finite_budget(tmp_path: Path, tune_seconds: float) -> None:
+    with pytest.raises(ValueError, match="tune_seconds"):
+        train(dataset_ref=str(tmp_path / "absent.csv"), tune_seconds=tune_seconds, tracking_uri="sqlite:///unused")
 
 
 def test_dataset_without_labels_is_a_data_error(tmp_path: Path, sqlite_tracking_uri: str) -> None:
