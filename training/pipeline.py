@@ -27,6 +27,7 @@ from mlflow.types.schema import AnyType, ColSpec, Schema, TensorSpec
 from threadpoolctl import threadpool_limits
 
 from osml import conventions, registry
+from osml.dataset_access import mask_secrets
 from osml.runtime import EtaMinutesModel, FeatureEncoder, SlaRiskModel
 from osml.schema import CURRENT_SCHEMA_VERSION, REQUIRED_FEATURES, SCHEMAS
 from training import plots
@@ -34,7 +35,6 @@ from training.calibration import fit_calibrator
 from training.candidates import FittedCandidate, Task, TrainingSet, openmp_threads, select
 from training.clustering import cluster_orders
 from training.data.orders import load_orders
-from training.data.postgres import display_url
 from training.evaluate import (
     choose_threshold,
     classification_metrics,
@@ -312,7 +312,7 @@ def train(
         select("sla", names), select("eta", names)  # fail on a bad candidate list before reading any data
     if not 0.0 < test_size < 1.0:
         raise ValueError(f"test_size must be between 0 and 1 (exclusive), got {test_size}")
-    report(0.0, f"loading {display_url(dataset_ref)}")
+    report(0.0, f"loading {mask_secrets(dataset_ref)}")
     data = load_orders(dataset_ref)
     report(0.08, f"building features (schema {schema_version}) for {len(data.orders)} orders")
     frame = build_training_frame(data, schema_version=schema_version)
@@ -324,7 +324,7 @@ def train(
     client = MlflowClient(tracking_uri=uri, registry_uri=uri)
     experiment_id = ensure_experiment(client, uri)
     trained_at = datetime.now(UTC).replace(microsecond=0)
-    ref = display_url(dataset_ref)
+    ref = mask_secrets(dataset_ref)
     trainer = _Trainer(frame, split, encoder, experiment_id=experiment_id, random_state=random_state, progress=report)
     sla_count, eta_count = len(select("sla", names)), len(select("eta", names))
     with (

@@ -11,7 +11,7 @@ from mlflow.data.dataset_source_registry import resolve_dataset_source
 from mlflow.exceptions import MlflowException
 
 from osml.conventions import EXPERIMENT_NAME
-from training.data.postgres import display_url
+from osml.dataset_access import mask_secrets
 
 
 def sqlite_artifact_root(tracking_uri: str) -> Path | None:
@@ -60,7 +60,7 @@ class DatabaseDatasetSource(DatasetSource):
 
     @classmethod
     def _resolve(cls, raw_source: Any) -> DatabaseDatasetSource:
-        return cls(display_url(str(raw_source)))
+        return cls(mask_secrets(str(raw_source)))
 
     def to_dict(self) -> dict[str, Any]:
         return {"url": self.url}
@@ -73,4 +73,4 @@ class DatabaseDatasetSource(DatasetSource):
 def dataset_source(ref: str) -> DatasetSource:
     if DatabaseDatasetSource._can_resolve(ref):
         return DatabaseDatasetSource._resolve(ref)
-    return resolve_dataset_source(display_url(ref))
+    return resolve_dataset_source(mask_secrets(ref))

@@ -6,7 +6,8 @@ A reference is one of:
 - `s3://bucket/key` (an object or a prefix; endpoint from `MLFLOW_S3_ENDPOINT_URL` / `AWS_ENDPOINT_URL`);
 - `postgresql://...` (tables `orders` and, optionally, `order_status_history`).
 
-Column rules, timestamp handling and error messages live in `training.data.canonical`.
+Column rules, timestamp handling and error messages live in `training.data.canonical`. Which references may
+be read at all (dataset roots, hosts, buckets) is `osml.dataset_access`, checked here at submission and on read.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from __future__ import annotations
 from pathlib import Path
 from urllib.parse import unquote, urlparse
 
+from osml.dataset_access import DatasetAccess, DatasetRefused, without_masked_password
 from training.data.canonical import OrdersData, canonical_history, canonical_orders
 from training.data.errors import DataError
 
@@ -33,31 +35,41 @@ def _local_path(ref: str) -> Path:
     return Path(ref).expanduser()
 
 
-def validate_ref(ref: str) -> None:
-    """Cheap check of a datasetRef at submission: syntax for remote sources, existence for local ones."""
+def validate_ref(ref: str) -> Path | None:
+    """Cheap check of a datasetRef at submission: syntax and the allow-lists for remote sources, the dataset
+    roots and existence for local ones. Returns the real (resolved) path of a local reference."""
     if not isinstance(ref, str) or not ref.strip():
         raise DataError("datasetRef is empty")
     ref = ref.strip()
     scheme = _scheme(ref)
-    if scheme == "s3":
-        from training.data.s3 import parse_s3_ref
+    access = DatasetAccess()
+    try:
+        if scheme == "s3":
+            from training.data.s3 import parse_s3_ref
 
-        parse_s3_ref(ref)
-    elif scheme.startswith("postgres"):
-        from training.data.postgres import check_url
+            parse_s3_ref(ref)
+            access.s3(ref)
+        elif scheme.startswith("postgres"):
+            from training.data.postgres import check_url
 
-        check_url(ref)
-    elif scheme in ("", "file"):
-        from training.data.files import check_local
+            check_url(ref)
+            access.postgres(ref)
+        elif scheme in ("", "file"):
+            from training.data.files import check_local
 
-        check_local(_local_path(ref))
-    else:
-        raise DataError(f"unsupported datasetRef scheme '{scheme}' (use a path, file://, s3:// or postgresql://)")
+            real = access.local_path(_local_path(ref), shown=ref)
+            check_local(real)
+            return real
+        else:
+            raise DataError(f"unsupported datasetRef scheme '{scheme}' (use a path, file://, s3:// or postgresql://)")
+    except DatasetRefused as exc:
+        raise DataError(str(exc)) from exc
+    return None
 
 
 def load_orders(ref: str) -> OrdersData:
     """Read and validate the orders (and status history, when present) behind a datasetRef."""
-    validate_ref(ref)
+    real = validate_ref(ref)
     ref = ref.strip()
     scheme = _scheme(ref)
     # Sources are imported on use: boto3 and psycopg are only paid for by those who need them.
@@ -68,7 +80,9 @@ def load_orders(ref: str) -> OrdersData:
     if scheme.startswith("postgres"):
         from training.data.postgres import read_postgres
 
-        return read_postgres(ref)
+        return read_postgres(without_masked_password(ref))
     from training.data.files import read_local
 
-    return read_local(_local_path(ref), ref=ref)
+    assert real is not None
+    # the resolved path is what was checked: a link swapped after the check is not followed
+    return read_local(real, ref=ref, label=str(_local_path(ref)))

@@ -7,12 +7,12 @@ like any other source. `load_into_postgres` writes the canonical tables (droppin
 from __future__ import annotations
 
 from typing import Final
-from urllib.parse import urlsplit, urlunsplit
 
 import pandas as pd
 import psycopg
 from psycopg import sql
 
+from osml.dataset_access import mask_secrets
 from training.data.canonical import (
     HISTORY_COLUMNS,
     ORDER_COLUMNS,
@@ -61,21 +61,12 @@ def connection_url(ref: str) -> str:
     return f"postgresql://{rest}"
 
 
-def display_url(ref: str) -> str:
-    """The URL without its password, for messages and lineage."""
-    parts = urlsplit(ref)
-    if parts.password is None:
-        return ref
-    netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
-    return urlunsplit(parts._replace(netloc=netloc))
-
-
 def check_url(ref: str) -> None:
     """Syntax only (no connection): used by validate_ref."""
     try:
         psycopg.conninfo.conninfo_to_dict(connection_url(ref))
     except psycopg.ProgrammingError as exc:
-        raise DataError(f"invalid PostgreSQL URL: {exc}", source=display_url(ref)) from exc
+        raise DataError(f"invalid PostgreSQL URL: {exc}", source=mask_secrets(ref)) from exc
 
 
 def _table(conn: psycopg.Connection, table: str) -> pd.DataFrame | None:
@@ -88,7 +79,7 @@ def _table(conn: psycopg.Connection, table: str) -> pd.DataFrame | None:
 
 
 def read_postgres(ref: str) -> OrdersData:
-    shown = display_url(ref)
+    shown = mask_secrets(ref)
     try:
         with psycopg.connect(connection_url(ref), connect_timeout=10) as conn:
             conn.execute("SET TIME ZONE 'UTC'")
