@@ -1,14 +1,15 @@
 """Local stack launcher: the docker-compose topology on this machine, without Docker.
 
-`make stack` (`python infra/stack.py up`) creates two PostgreSQL databases (tracking server, osml) on the machine's
-server and a RabbitMQ vhost holding `infra/rabbitmq/definitions.json`, then starts moto's S3 server in place of
-MinIO, the MLflow tracking server through `mlflow/server.sh` (PostgreSQL backend store, artifacts proxied to S3),
+`make stack` (`python infra/stack.py up`) creates three PostgreSQL databases (tracking server, its user store,
+osml) on the machine's server and a RabbitMQ vhost holding `infra/rabbitmq/definitions.json`, then starts moto's S3
+server in place of MinIO, the MLflow tracking server through `mlflow/server.sh` (basic-auth app, PostgreSQL backend
+store, artifacts proxied to S3) with its identities (`server.sh users`: the trainer writes, the facade reads),
 `osml migrate`, the facade, the worker and the relay. Each process gets its own process group and a log under
 the stack directory (`.osml/stack/`); a state file records what was started so that `make stack-down`
 (`python infra/stack.py down`) stops exactly that, drops the databases and the vhost, and leaves nothing behind.
 Its registry starts empty, so `up` puts synthetic orders into the bucket, trains a pair from that `s3://` dataset
-through the facade (`POST /train`, xgboost only for speed) and activates it (`POST /models/activate`): the stack
-serves as soon as `up` returns.
+through the facade (`POST /train`, xgboost only for speed; the job logs in as the writer) and activates it as the
+writer (the facade's own identity may not move the alias): the stack serves as soon as `up` returns.
 
 The end-to-end test (`tests/integration/test_stack.py`) drives the same functions.
 """
@@ -52,6 +53,7 @@ AMQP_HOST = os.environ.get("OSML_STACK_AMQP_HOST", "127.0.0.1:5672")
 S3_CREDENTIALS = {"AWS_ACCESS_KEY_ID": "stack", "AWS_SECRET_ACCESS_KEY": "stack", "AWS_DEFAULT_REGION": "us-east-1"}
 DEFINITIONS = REPO_ROOT / "infra" / "rabbitmq" / "definitions.json"
 COMPOSE_VHOST = "osml"
+MLFLOW_USERS = {"admin": "admin", "writer": "osml-trainer", "reader": "osml-facade"}
 # what `up` trains: one model family is enough for a stack that serves (a job trains every family by default)
 FAST_CANDIDATES = ("xgboost",)
 
@@ -84,6 +86,12 @@ class Stack:
     predict_api_key: str
     admin_api_key: str
     webhook_secret: str
+    # the tracking server's basic-auth app: its user store, the admin, the trainer (writer), the facade (reader)
+    mlflow_auth_database_url: str
+    mlflow_secret_key: str
+    mlflow_admin_password: str
+    mlflow_writer_password: str
+    mlflow_reader_password: str
     processes: dict[str, Process] = field(default_factory=dict)
     model_version: str | None = None
 
@@ -109,6 +117,15 @@ class Stack:
 
     def log(self, component: str) -> Path:
         return Path(self.dir) / f"{component}.log"
+
+    def mlflow_identity(self, who: str) -> dict[str, str]:
+        """MLFLOW_TRACKING_USERNAME/PASSWORD of `admin`, `writer` (the trainer) or `reader` (the facade)."""
+        password = {
+            "admin": self.mlflow_admin_password,
+            "writer": self.mlflow_writer_password,
+            "reader": self.mlflow_reader_password,
+        }[who]
+        return {"MLFLOW_TRACKING_USERNAME": MLFLOW_USERS[who], "MLFLOW_TRACKING_PASSWORD": password}
 
     @property
     def admin_headers(self) -> dict[str, str]:
@@ -139,7 +156,11 @@ def _command_and_env(stack: Stack, component: str) -> tuple[list[str], dict[str,
         return ["sh", str(REPO_ROOT / "mlflow" / "server.sh"), "serve"], {
             **path,
             **S3_CREDENTIALS,
-            "MLFLOW_BACKEND_STORE_URI": stack.mlflow_database_url.replace("postgresql://", "postgresql+psycopg://", 1),
+            "MLFLOW_BACKEND_STORE_URI": _psycopg(stack.mlflow_database_url),
+            "MLFLOW_AUTH_DATABASE_URI": _psycopg(stack.mlflow_auth_database_url),
+            "MLFLOW_AUTH_ADMIN_USERNAME": MLFLOW_USERS["admin"],
+            "MLFLOW_AUTH_ADMIN_PASSWORD": stack.mlflow_admin_password,
+            "MLFLOW_FLASK_SERVER_SECRET_KEY": stack.mlflow_secret_key,
             "MLFLOW_ARTIFACTS_DESTINATION": f"s3://{stack.bucket}/mlartifacts",
             "MLFLOW_S3_ENDPOINT_URL": stack.s3_url,
             "MLFLOW_HOST": "127.0.0.1",
@@ -160,7 +181,13 @@ def _command_and_env(stack: Stack, component: str) -> tuple[list[str], dict[str,
             "OSML_ADMIN_API_KEY": stack.admin_api_key,
             "OSML_DATABASE_URL": stack.database_url,
             "MLFLOW_TRACKING_URI": stack.mlflow_url,
-            "OSML_WEBHOOK_URL": f"{stack.facade_url}/models/webhook",
+            # the facade reads the registry; only its training jobs log in as the writer
+            **stack.mlflow_identity("reader"),
+            "OSML_TRAINER_TRACKING_USERNAME": MLFLOW_USERS["writer"],
+            "OSML_TRAINER_TRACKING_PASSWORD": stack.mlflow_writer_password,
+            "OSML_DATASET_BUCKETS": stack.bucket,
+            # no OSML_WEBHOOK_URL: only an admin may create webhooks, so `up` registers it; the facade checks
+            # the deliveries' signatures
             "OSML_WEBHOOK_SECRET": stack.webhook_secret,
         }
     if component == "worker":
@@ -269,6 +296,11 @@ def new_stack(
         mlflow_url=f"http://127.0.0.1:{mlflow_port or free_port()}",
         facade_url=f"http://127.0.0.1:{facade_port or free_port()}",
         mlflow_database_url=_with_database(PG_ADMIN_URL, f"osml_stack_{stack_id}_mlflow"),
+        mlflow_auth_database_url=_with_database(PG_ADMIN_URL, f"osml_stack_{stack_id}_mlflow_auth"),
+        mlflow_secret_key=secrets.token_urlsafe(24),
+        mlflow_admin_password=secrets.token_urlsafe(24),
+        mlflow_writer_password=secrets.token_urlsafe(24),
+        mlflow_reader_password=secrets.token_urlsafe(24),
         database_url=_with_database(PG_ADMIN_URL, f"osml_stack_{stack_id}"),
         vhost=vhost,
         broker_url=f"amqp://guest:guest@{AMQP_HOST}/{vhost}",
@@ -287,6 +319,7 @@ def up(stack: Stack, *, train: bool = True, orders: int = 1000, progress: Callab
     try:
         # the tracking server's first start (creating its schema) is the long pole: everything else overlaps it
         _create_database(stack.mlflow_database_url)
+        _create_database(stack.mlflow_auth_database_url)
         start(stack, "mlflow")
         _create_database(stack.database_url)
         start(stack, "s3")
@@ -302,7 +335,11 @@ def up(stack: Stack, *, train: bool = True, orders: int = 1000, progress: Callab
             dataset_ref = put_synthetic_dataset(stack, orders=orders, seed=7)
             progress(f"{orders} synthetic orders in {dataset_ref}")
         wait_ready(stack, "mlflow")
-        progress(f"tracking server {stack.mlflow_url} (artifacts s3://{stack.bucket}/mlartifacts)")
+        provision_mlflow_users(stack)
+        progress(
+            f"tracking server {stack.mlflow_url} (artifacts s3://{stack.bucket}/mlartifacts; basic auth: "
+            f"{MLFLOW_USERS['writer']} writes, {MLFLOW_USERS['reader']} reads)"
+        )
         start(stack, "facade")
         for component in ("worker", "relay", "facade"):
             wait_ready(stack, component)
@@ -311,7 +348,7 @@ def up(stack: Stack, *, train: bool = True, orders: int = 1000, progress: Callab
             progress(f"training through POST /train (candidates: {', '.join(FAST_CANDIDATES)})")
             version = str(train_through_facade(stack, dataset_ref, candidates=FAST_CANDIDATES)["modelVersion"])
             activate(stack, version)
-            progress(f"activated {version} through POST /models/activate")
+            progress(f"activated {version} as {MLFLOW_USERS['writer']}")
     except BaseException:
         down(stack)
         raise
@@ -321,7 +358,7 @@ def up(stack: Stack, *, train: bool = True, orders: int = 1000, progress: Callab
 def down(stack: Stack) -> None:
     """Stop every recorded process, drop the databases and the vhost, forget the state."""
     stop(stack, *reversed(list(stack.processes)))
-    for url in (stack.database_url, stack.mlflow_database_url):
+    for url in (stack.database_url, stack.mlflow_database_url, stack.mlflow_auth_database_url):
         with contextlib.suppress(psycopg.OperationalError):
             _drop_database(url)
     with contextlib.suppress(StackError):
@@ -367,15 +404,14 @@ def train_through_facade(
 
 
 def activate(stack: Stack, model_version: str, *, timeout: float = 60.0) -> None:
-    """POST /models/activate, then wait until the facade serves that pair."""
-    response = httpx.post(
-        f"{stack.facade_url}/models/activate",
-        json={"modelVersion": model_version},
-        headers=stack.admin_headers,
-        timeout=60,
-    )
-    if response.status_code != 200:
-        raise StackError(f"POST /models/activate answered {response.status_code}: {response.text}")
+    """Point `production` at the pair as the writer (the facade's identity only reads), then wait until the
+    facade serves it (the registry webhook tells it at once)."""
+    from mlflow import MlflowClient
+
+    from osml import registry
+
+    with mlflow_identity(stack, "writer"):
+        registry.activate(MlflowClient(stack.mlflow_url, registry_uri=stack.mlflow_url), model_version)
     wait_until(lambda: _serving(stack) == model_version, timeout=timeout, interval=0.25, what=f"{model_version}")
     stack.model_version = model_version
     stack.save()
@@ -386,7 +422,64 @@ def _serving(stack: Stack) -> str | None:
     return str(response.json()["modelVersion"]) if response.status_code == 200 else None
 
 
+# --- the tracking server's identities ----------------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def mlflow_identity(stack: Stack, who: str) -> Iterator[None]:
+    """Log this process's MLflow clients in as `who` for the block (MLflow reads the identity from the
+    environment at each request)."""
+    saved = {name: os.environ.get(name) for name in ("MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD")}
+    os.environ.update(stack.mlflow_identity(who))
+    try:
+        yield
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+
+
+def provision_mlflow_users(stack: Stack) -> None:
+    """`mlflow/server.sh users` as the admin (the compose file's one-shot job), then the registry webhook, which
+    only an admin may create."""
+    from mlflow import MlflowClient
+
+    from osml.conventions import EXPERIMENT_NAME, MODEL_NAMES
+    from serving import webhook
+
+    env = {
+        **os.environ,
+        "PATH": f"{VENV_BIN}{os.pathsep}{os.environ.get('PATH', '')}",
+        **stack.mlflow_identity("admin"),
+        "MLFLOW_TRACKING_URI": stack.mlflow_url,
+        "MLFLOW_WRITER_USERNAME": MLFLOW_USERS["writer"],
+        "MLFLOW_WRITER_PASSWORD": stack.mlflow_writer_password,
+        "MLFLOW_READER_USERNAME": MLFLOW_USERS["reader"],
+        "MLFLOW_READER_PASSWORD": stack.mlflow_reader_password,
+        "MLFLOW_WRITER_EXPERIMENTS": EXPERIMENT_NAME,
+        "MLFLOW_WRITER_MODELS": ",".join(MODEL_NAMES),
+    }
+    command = ["sh", str(REPO_ROOT / "mlflow" / "server.sh"), "users"]
+    with stack.log("mlflow-users").open("ab") as log:
+        result = subprocess.run(command, env=env, cwd=REPO_ROOT, stdout=log, stderr=subprocess.STDOUT, timeout=120)
+    if result.returncode != 0:
+        raise StackError(f"mlflow users failed; see {stack.log('mlflow-users')}:\n{_tail(stack.log('mlflow-users'))}")
+    with mlflow_identity(stack, "admin"):
+        webhook.register(
+            MlflowClient(stack.mlflow_url, registry_uri=stack.mlflow_url),
+            url=f"{stack.facade_url}/models/webhook",
+            secret=stack.webhook_secret,
+        )
+
+
 # --- PostgreSQL, RabbitMQ, processes -----------------------------------------------------------------------------
+
+
+def _psycopg(url: str) -> str:
+    """The SQLAlchemy spelling MLflow's stores take."""
+    return url.replace("postgresql://", "postgresql+psycopg://", 1)
 
 
 def _with_database(url: str, name: str) -> str:

@@ -63,7 +63,11 @@ def create_app(settings: ServingSettings | None = None) -> FastAPI:
     engine = make_engine(settings.database_url)
     jobs = TrainingJobs(
         store=JobStore(engine),
-        child_env={"OSML_DATABASE_URL": settings.database_url, "MLFLOW_TRACKING_URI": settings.tracking_uri},
+        child_env={
+            "OSML_DATABASE_URL": settings.database_url,
+            "MLFLOW_TRACKING_URI": settings.tracking_uri,
+            **settings.trainer_tracking_identity(),
+        },
         stale_seconds=settings.job_stale_seconds,
     )
 

@@ -46,6 +46,10 @@ class ServingSettings(BaseSettings):
     webhook_secret: SecretStr | None = None
     webhook_max_age_seconds: float = Field(default=300.0, gt=0)
     log_level: str = "INFO"
+    # The tracking server's writer identity, handed to training jobs only: this process logs in to MLflow as the
+    # read-only MLFLOW_TRACKING_USERNAME/PASSWORD (docs/security.md). Unset: jobs use the facade's identity.
+    trainer_tracking_username: str | None = None
+    trainer_tracking_password: SecretStr | None = None
     tracking_uri: str = Field(
         default_factory=tracking_uri, validation_alias=AliasChoices("MLFLOW_TRACKING_URI", "OSML_TRACKING_URI")
     )
@@ -65,6 +69,15 @@ class ServingSettings(BaseSettings):
             else (self.admin_api_key, self.admin_api_keys)
         )
         return [key.get_secret_value() for key in ([single] if single else []) + many]
+
+    def trainer_tracking_identity(self) -> dict[str, str]:
+        """The environment a training job logs in to MLflow with (empty: it inherits the facade's)."""
+        if self.trainer_tracking_username is None or self.trainer_tracking_password is None:
+            return {}
+        return {
+            "MLFLOW_TRACKING_USERNAME": self.trainer_tracking_username,
+            "MLFLOW_TRACKING_PASSWORD": self.trainer_tracking_password.get_secret_value(),
+        }
 
     @model_validator(mode="after")
     def _keys_or_explicit_opt_out(self) -> Self:
