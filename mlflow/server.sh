@@ -33,7 +33,7 @@ case "${1:-serve}" in
     exec mlflow db upgrade "$MLFLOW_BACKEND_STORE_URI"
     ;;
   users)
-    exec python "${OSML_MLFLOW_USERS_SCRIPT:-$here/users.py}"
+    exec python "$here/users.py"
     ;;
   serve)
     : "${MLFLOW_BACKEND_STORE_URI:?set MLFLOW_BACKEND_STORE_URI (postgresql+psycopg://USER:PASSWORD@HOST:5432/mlflow)}"
