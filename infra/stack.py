@@ -52,7 +52,9 @@ PG_ADMIN_URL = os.environ.get("OSML_STACK_PG_ADMIN_URL", "postgresql://postgres@
 AMQP_HOST = os.environ.get("OSML_STACK_AMQP_HOST", "127.0.0.1:5672")
 S3_CREDENTIALS = {"AWS_ACCESS_KEY_ID": "stack", "AWS_SECRET_ACCESS_KEY": "stack", "AWS_DEFAULT_REGION": "us-east-1"}
 DEFINITIONS = REPO_ROOT / "infra" / "rabbitmq" / "definitions.json"
+ACCESS = REPO_ROOT / "infra" / "rabbitmq" / "access.sh"
 COMPOSE_VHOST = "osml"
+BROKER_USERS = ("worker", "relay", "backend", "admin")
 MLFLOW_USERS = {"admin": "admin", "writer": "osml-trainer", "reader": "osml-facade"}
 # what `up` trains: one model family is enough for a stack that serves (a job trains every family by default)
 FAST_CANDIDATES = ("xgboost",)
@@ -82,7 +84,8 @@ class Stack:
     mlflow_database_url: str
     database_url: str
     vhost: str
-    broker_url: str
+    # the broker's users (infra/rabbitmq/access.sh): worker, relay, backend, and admin for the operator's tools
+    broker_passwords: dict[str, str]
     predict_api_key: str
     admin_api_key: str
     webhook_secret: str
@@ -117,6 +120,13 @@ class Stack:
 
     def log(self, component: str) -> Path:
         return Path(self.dir) / f"{component}.log"
+
+    def broker_user(self, who: str) -> str:
+        return f"{self.vhost}-{who}"
+
+    def broker_url(self, who: str) -> str:
+        """amqp:// URL of `worker`, `relay`, `backend` or `admin` on this stack's vhost."""
+        return f"amqp://{self.broker_user(who)}:{self.broker_passwords[who]}@{AMQP_HOST}/{self.vhost}"
 
     def mlflow_identity(self, who: str) -> dict[str, str]:
         """MLFLOW_TRACKING_USERNAME/PASSWORD of `admin`, `writer` (the trainer) or `reader` (the facade)."""
@@ -192,7 +202,7 @@ def _command_and_env(stack: Stack, component: str) -> tuple[list[str], dict[str,
         }
     if component == "worker":
         return [osml, "worker"], {
-            "OSML_BROKER_URL": stack.broker_url,
+            "OSML_BROKER_URL": stack.broker_url("worker"),
             "OSML_DATABASE_URL": stack.database_url,
             "OSML_FACADE_URL": stack.facade_url,
             "OSML_PREDICT_API_KEY": stack.predict_api_key,
@@ -200,7 +210,7 @@ def _command_and_env(stack: Stack, component: str) -> tuple[list[str], dict[str,
         }
     if component == "relay":
         return [osml, "relay"], {
-            "OSML_BROKER_URL": stack.broker_url,
+            "OSML_BROKER_URL": stack.broker_url("relay"),
             "OSML_DATABASE_URL": stack.database_url,
             "OSML_MIGRATE_ON_START": "false",
         }
@@ -215,7 +225,7 @@ def _is_ready(stack: Stack, component: str) -> bool:
     if component == "facade":
         return http_ok(f"{stack.facade_url}/health")
     if component == "worker":  # consuming: its queue has a consumer
-        return asyncio.run(_consumers(stack.broker_url, REQUESTED_QUEUE)) > 0
+        return asyncio.run(_consumers(stack.broker_url("admin"), REQUESTED_QUEUE)) > 0
     if component == "relay":  # listening for the worker's outbox notifications
         with psycopg.connect(PG_ADMIN_URL, autocommit=True, connect_timeout=5) as conn:
             row = conn.execute(
@@ -303,7 +313,7 @@ def new_stack(
         mlflow_reader_password=secrets.token_urlsafe(24),
         database_url=_with_database(PG_ADMIN_URL, f"osml_stack_{stack_id}"),
         vhost=vhost,
-        broker_url=f"amqp://guest:guest@{AMQP_HOST}/{vhost}",
+        broker_passwords={who: secrets.token_urlsafe(24) for who in BROKER_USERS},
         predict_api_key=secrets.token_urlsafe(24),
         admin_api_key=secrets.token_urlsafe(24),
         webhook_secret=secrets.token_urlsafe(24),
@@ -324,8 +334,8 @@ def up(stack: Stack, *, train: bool = True, orders: int = 1000, progress: Callab
         _create_database(stack.database_url)
         start(stack, "s3")
         progress(f"databases {_database_name(stack.mlflow_database_url)}, {_database_name(stack.database_url)}")
-        _create_vhost(stack.vhost)
-        progress(f"vhost {stack.vhost} with {DEFINITIONS.relative_to(REPO_ROOT)}")
+        _create_vhost(stack)
+        progress(f"vhost {stack.vhost} with {DEFINITIONS.relative_to(REPO_ROOT)} and the users of {ACCESS.name}")
         _migrate(stack)
         for component in ("worker", "relay"):  # the worker calls the facade only once events arrive
             start(stack, component)
@@ -363,6 +373,9 @@ def down(stack: Stack) -> None:
             _drop_database(url)
     with contextlib.suppress(StackError):
         _rabbitmqctl("delete_vhost", stack.vhost)
+    for who in BROKER_USERS:
+        with contextlib.suppress(StackError):
+            _rabbitmqctl("delete_user", stack.broker_user(who))
     stack.state_file.unlink(missing_ok=True)
 
 
@@ -521,22 +534,33 @@ async def _consumers(broker_url: str, queue: str) -> int:
         return int(declared.declaration_result.consumer_count or 0)
 
 
-def _create_vhost(vhost: str) -> None:
+def _create_vhost(stack: Stack) -> None:
     """The compose file's definitions, imported into this stack's own vhost (the worker then declares the same
-    topology on top: a mismatch between the two fails its start-up here rather than in production)."""
+    topology on top: a mismatch between the two fails its start-up here rather than in production), and its users
+    as `infra/rabbitmq/access.sh` renders them for compose."""
     definitions = json.loads(DEFINITIONS.read_text())
     for section in definitions.values():
         for item in section:
             if item.get("vhost", item.get("name")) == COMPOSE_VHOST:
-                item["vhost" if "vhost" in item else "name"] = vhost
+                item["vhost" if "vhost" in item else "name"] = stack.vhost
+    _import_definitions(definitions)
+    env = {"PATH": os.environ.get("PATH", ""), "RABBITMQ_VHOST": stack.vhost}
+    for who in BROKER_USERS:
+        prefix = "RABBITMQ" if who == "admin" else f"RABBITMQ_{who.upper()}"
+        env |= {f"{prefix}_USER": stack.broker_user(who), f"{prefix}_PASSWORD": stack.broker_passwords[who]}
+    rendered = subprocess.run(["sh", str(ACCESS)], env=env, capture_output=True, text=True, check=True, timeout=30)
+    _import_definitions(json.loads(rendered.stdout))
+
+
+def _import_definitions(definitions: dict[str, Any]) -> None:
+    # not delete=True: rabbitmqctl opens the file by name, as the broker's user
     with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as out:
+        os.chmod(out.name, 0o644)
         json.dump(definitions, out)
     try:
-        os.chmod(out.name, 0o644)  # rabbitmqctl reads it as the broker's user
         _rabbitmqctl("import_definitions", out.name)
     finally:
         os.unlink(out.name)
-    _rabbitmqctl("set_permissions", "-p", vhost, "guest", ".*", ".*", ".*")
 
 
 def _migrate(stack: Stack) -> None:
@@ -613,7 +637,7 @@ def describe(stack: Stack) -> str:
         ("facade (osml serve)", stack.facade_url, "facade.log"),
         ("MLflow UI + tracking API", stack.mlflow_url, "mlflow.log"),
         ("S3 (moto, MinIO's stand-in)", f"{stack.s3_url}  bucket {stack.bucket}", "s3.log"),
-        ("worker (osml worker)", f"{stack.broker_url}", "worker.log"),
+        ("worker (osml worker)", f"vhost {stack.vhost} as {stack.broker_user('worker')}", "worker.log"),
         ("relay (osml relay)", "outbox -> exchange osml.events", "relay.log"),
         ("PostgreSQL osml / mlflow", f"{stack.database_url}  +  {_database_name(stack.mlflow_database_url)}", ""),
     ]

@@ -1,8 +1,10 @@
 #!/bin/sh
 # Prints the broker's users and permissions as a definitions document (imported at boot by entrypoint.sh; also
 # by tests/integration/test_rabbitmq_access.py). One user per component, each limited to what it does:
-#   worker   consumes its queue (any suffix: .quorum, and .dlq for its dead letters) and declares that topology
-#   relay    publishes ML_PREDICTION_READY to osml.events, nothing else
+#   worker   consumes its queue (any suffix: .quorum, and .dlq for its dead letters)
+#   relay    publishes ML_PREDICTION_READY to osml.events, and consumes nothing
+# Both declare the whole topology on start (worker/topology.py: either may come first), so both may configure
+# the exchange and the queues and bind them with the REQUESTED key; only the worker may read a queue.
 #   backend  publishes ML_PREDICTION_REQUESTED to osml.events, nothing else
 #   RABBITMQ_USER  the operator's administrator (management UI); no service uses it
 # Environment: RABBITMQ_USER/PASSWORD, RABBITMQ_{WORKER,RELAY,BACKEND}_PASSWORD (required),
@@ -34,12 +36,14 @@ cat <<JSON
     {"user": "$RABBITMQ_USER", "vhost": "$vhost", "configure": ".*", "write": ".*", "read": ".*"},
     {"user": "$worker", "vhost": "$vhost",
      "configure": "^(osml\\\\.events|$queue)\$", "write": "^(amq\\\\.default|$queue)\$", "read": "^(osml\\\\.events|$queue)\$"},
-    {"user": "$relay", "vhost": "$vhost", "configure": "^osml\\\\.events\$", "write": "^osml\\\\.events\$", "read": "^\$"},
+    {"user": "$relay", "vhost": "$vhost",
+     "configure": "^(osml\\\\.events|$queue)\$", "write": "^(osml\\\\.events|$queue)\$", "read": "^osml\\\\.events\$"},
     {"user": "$backend", "vhost": "$vhost", "configure": "^\$", "write": "^osml\\\\.events\$", "read": "^\$"}
   ],
   "topic_permissions": [
-    {"user": "$worker", "vhost": "$vhost", "exchange": "osml.events", "write": "^\$", "read": ".*"},
-    {"user": "$relay", "vhost": "$vhost", "exchange": "osml.events", "write": "^ML_PREDICTION_READY\$", "read": "^\$"},
+    {"user": "$worker", "vhost": "$vhost", "exchange": "osml.events", "write": "^\$", "read": "^ML_PREDICTION_REQUESTED\$"},
+    {"user": "$relay", "vhost": "$vhost", "exchange": "osml.events",
+     "write": "^ML_PREDICTION_READY\$", "read": "^ML_PREDICTION_REQUESTED\$"},
     {"user": "$backend", "vhost": "$vhost", "exchange": "osml.events", "write": "^ML_PREDICTION_REQUESTED\$", "read": "^\$"}
   ]
 }

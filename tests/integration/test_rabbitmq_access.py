@@ -98,6 +98,14 @@ async def test_the_relay_publishes_ready_events_only(broker: Broker) -> None:
     assert await refused(publish(broker.url("relay"), topology.REQUESTED_KEY))
 
 
+async def test_the_relay_declares_the_topology_but_reads_no_queue(broker: Broker) -> None:
+    connection = await aio_pika.connect(broker.url("relay"), timeout=10)
+    async with connection:
+        channel = await connection.channel()
+        declared = await topology.declare(channel)  # what its session declares on start, as the worker's does
+        assert await refused(declared.requested.get(fail=False))
+
+
 async def test_the_worker_declares_and_consumes_its_queues_and_publishes_no_event(broker: Broker) -> None:
     connection = await aio_pika.connect(broker.url("worker"), timeout=10)
     async with connection:

@@ -94,7 +94,7 @@ def test_training_job_reports_its_version_and_metrics(stack: launcher.Stack, tra
 
 def test_requested_events_come_back_ready_and_are_stored(stack: launcher.Stack, trained: Trained) -> None:
     orders = generate_orders(25, seed=uuid.uuid4().int % 10_000)
-    report = asyncio.run(simulate(broker_url=stack.broker_url, orders=orders, rate=0, timeout_s=60))
+    report = asyncio.run(simulate(broker_url=stack.broker_url("admin"), orders=orders, rate=0, timeout_s=60))
     assert (report.published, report.received) == (25, 25)
     assert report.model_versions == {trained.model_version: 25}
     with psycopg.connect(stack.database_url) as conn:
