@@ -13,12 +13,14 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Annotated, Final
+from typing import Final
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import psycopg
-from pydantic import Field, field_validator
-from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from osml.settings import CommaList
 
 MASK: Final = "***"
 
@@ -56,12 +58,6 @@ def without_masked_password(ref: str) -> str:
     return urlunsplit(parts._replace(netloc=netloc, query=query))
 
 
-def _comma_list(value: object) -> object:
-    if isinstance(value, str):
-        return [part.strip() for part in value.split(",") if part.strip()]
-    return value
-
-
 class DatasetAccess(BaseSettings):
     """The allow-lists (comma-separated environment variables). Read from the environment at each check, so
     the facade and the trainer, in whichever process, apply the same lists."""
@@ -69,15 +65,11 @@ class DatasetAccess(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="OSML_", extra="ignore")
 
     # the embedded default is the working directory (where `osml up` keeps its data); a deployment sets its own
-    dataset_roots: Annotated[list[Path], NoDecode] = Field(default_factory=lambda: [Path.cwd()])
+    dataset_roots: CommaList[Path] = Field(default_factory=lambda: [Path.cwd()])
     # `host` (any port) or `host:port`; none by default: postgresql:// is refused until hosts are named
-    dataset_hosts: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    dataset_hosts: CommaList[str] = Field(default_factory=list)
     # bucket names; none by default: s3:// is refused until buckets are named
-    dataset_buckets: Annotated[list[str], NoDecode] = Field(default_factory=list)
-
-    _split_roots = field_validator("dataset_roots", mode="before")(_comma_list)
-    _split_hosts = field_validator("dataset_hosts", mode="before")(_comma_list)
-    _split_buckets = field_validator("dataset_buckets", mode="before")(_comma_list)
+    dataset_buckets: CommaList[str] = Field(default_factory=list)
 
     def _resolved_roots(self) -> list[Path]:
         return [root.expanduser().resolve() for root in self.dataset_roots]

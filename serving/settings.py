@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Final, Literal, Self
+from typing import Final, Literal, Self
 
-from pydantic import AliasChoices, Field, SecretStr, field_validator, model_validator
-from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+from pydantic import AliasChoices, Field, SecretStr, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from osml.conventions import EMBEDDED_DIR, tracking_uri
+from osml.settings import CommaList
 
 MIN_API_KEY_LENGTH: Final = 16
 Scope = Literal["predict", "admin"]
@@ -30,8 +31,8 @@ class ServingSettings(BaseSettings):
     predict_api_key: SecretStr | None = None
     admin_api_key: SecretStr | None = None
     # more keys per scope, comma-separated: during a rotation both the old and the new key are accepted
-    predict_api_keys: Annotated[list[SecretStr], NoDecode] = Field(default_factory=list)
-    admin_api_keys: Annotated[list[SecretStr], NoDecode] = Field(default_factory=list)
+    predict_api_keys: CommaList[SecretStr] = Field(default_factory=list)
+    admin_api_keys: CommaList[SecretStr] = Field(default_factory=list)
     # An explicit opt-out for local use; without it both keys must be set (the facade refuses to start open).
     auth_disabled: bool = False
     database_url: str = Field(default_factory=embedded_database_url)
@@ -53,13 +54,6 @@ class ServingSettings(BaseSettings):
     tracking_uri: str = Field(
         default_factory=tracking_uri, validation_alias=AliasChoices("MLFLOW_TRACKING_URI", "OSML_TRACKING_URI")
     )
-
-    @field_validator("predict_api_keys", "admin_api_keys", mode="before")
-    @classmethod
-    def _comma_separated(cls, value: object) -> object:
-        if isinstance(value, str):
-            return [part.strip() for part in value.split(",") if part.strip()]
-        return value
 
     def api_keys(self, scope: Scope) -> list[str]:
         """Every key of one scope (the single-key setting and the list)."""
