@@ -119,7 +119,10 @@ class DatasetAccess(BaseSettings):
                 )
 
     def s3(self, url: str) -> None:
-        bucket = urlsplit(url).netloc
+        parts = urlsplit(url)
+        if "@" in parts.netloc:  # credentials are the reader's own (its environment), never the caller's
+            raise DatasetRefused(f"datasetRef {mask_secrets(url)}: an s3:// reference takes no credentials")
+        bucket = parts.netloc
         if bucket not in self.dataset_buckets:
             raise DatasetRefused(
                 f"datasetRef {url}: bucket '{bucket}' is not an allowed dataset bucket (OSML_DATASET_BUCKETS)"

@@ -116,6 +116,9 @@ def test_s3_buckets_must_be_allow_listed(monkeypatch: pytest.MonkeyPatch) -> Non
     validate_ref("s3://datasets/exports/orders.csv")
     with pytest.raises(DataError, match="bucket 'mlartifacts' is not an allowed dataset bucket"):
         validate_ref("s3://mlartifacts/some-run/model.pkl")
+    with pytest.raises(DataError, match="takes no credentials") as caught:
+        validate_ref("s3://key:hunter2@datasets/orders.csv")
+    assert "hunter2" not in str(caught.value)
 
 
 def test_the_read_enforces_the_lists_of_the_reading_process(
