@@ -133,7 +133,15 @@ class MlflowServer:
             # MLflow's GenAI job runner (seven extra processes, ~40 CPU-s per start) is unused by osml
             env={"MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false", **self.env},
         )
-        wait_until(lambda: http_ok(f"{self.url}/health"), timeout=120, what=f"mlflow server (log: {self.log})")
+        proc = self.proc
+
+        def up_or_exited() -> str | None:
+            if proc.poll() is not None:
+                return "exited"
+            return "up" if http_ok(f"{self.url}/health") else None
+
+        if wait_until(up_or_exited, timeout=120, what=f"mlflow server (log: {self.log})") == "exited":
+            raise RuntimeError(f"mlflow server exited during start-up; see {self.log}")
 
     def stop(self) -> None:
         if self.proc is not None:
