@@ -66,7 +66,7 @@ bench: install services
 	$(BIN)/python -m bench.run
 
 eval: install
-	$(BIN)/osml eval-uci --path "$(UCI)"
+	OSML_DATASET_ROOTS="$(abspath $(dir $(UCI)))" $(BIN)/osml eval-uci --path "$(UCI)"
 
 stack: install services
 	$(BIN)/python infra/stack.py up

@@ -137,6 +137,7 @@ def ensure_pair(tracking_uri: str, workdir: Path, say: Callable[[str], None]) ->
 
     data = workdir / "train-data"
     write_csv(generate(orders=5_000, seed=7), data)
+    os.environ["OSML_DATASET_ROOTS"] = str(data)  # the bench's own scratch data is its only dataset
     say("training a pair (xgboost candidates) on 5,000 synthetic orders ...")
     result = train(dataset_ref=str(data), activate=True, tracking_uri=tracking_uri, candidates=("xgboost",))
     return result.model_version

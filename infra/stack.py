@@ -1,14 +1,15 @@
 """Local stack launcher: the docker-compose topology on this machine, without Docker.
 
-`make stack` (`python infra/stack.py up`) creates two PostgreSQL databases (tracking server, osml) on the machine's
-server and a RabbitMQ vhost holding `infra/rabbitmq/definitions.json`, then starts moto's S3 server in place of
-MinIO, the MLflow tracking server through `mlflow/server.sh` (PostgreSQL backend store, artifacts proxied to S3),
-`osml migrate`, the facade, a trainer, the worker and the relay. Each process gets its own process group and a log under
-the stack directory (`.osml/stack/`); a state file records what was started so that `make stack-down`
+`make stack` (`python infra/stack.py up`) creates three PostgreSQL databases (tracking server, its user store,
+osml) on the machine's server and a RabbitMQ vhost holding `infra/rabbitmq/definitions.json`, then starts moto's S3
+server in place of MinIO, the MLflow tracking server through `mlflow/server.sh` (basic-auth app, PostgreSQL backend
+store, artifacts proxied to S3) with its identities (`server.sh users`: the trainer writes, the facade reads),
+`osml migrate`, the facade, a trainer, the worker and the relay. Each process gets its own process group and a log
+under the stack directory (`.osml/stack/`); a state file records what was started so that `make stack-down`
 (`python infra/stack.py down`) stops exactly that, drops the databases and the vhost, and leaves nothing behind.
 Its registry starts empty, so `up` puts synthetic orders into the bucket, trains a pair from that `s3://` dataset
-through the facade (`POST /train`, run by the trainer, xgboost only for speed) and activates it (`POST /models/activate`): the stack
-serves as soon as `up` returns.
+through the facade (`POST /train`, run by the trainer as the writer, xgboost only for speed) and activates it as the
+writer (the facade's own identity may not move the alias): the stack serves as soon as `up` returns.
 
 The end-to-end test (`tests/integration/test_stack.py`) drives the same functions.
 """
@@ -51,7 +52,10 @@ PG_ADMIN_URL = os.environ.get("OSML_STACK_PG_ADMIN_URL", "postgresql://postgres@
 AMQP_HOST = os.environ.get("OSML_STACK_AMQP_HOST", "127.0.0.1:5672")
 S3_CREDENTIALS = {"AWS_ACCESS_KEY_ID": "stack", "AWS_SECRET_ACCESS_KEY": "stack", "AWS_DEFAULT_REGION": "us-east-1"}
 DEFINITIONS = REPO_ROOT / "infra" / "rabbitmq" / "definitions.json"
+ACCESS = REPO_ROOT / "infra" / "rabbitmq" / "access.sh"
 COMPOSE_VHOST = "osml"
+BROKER_USERS = ("worker", "relay", "backend", "admin")
+MLFLOW_USERS = {"admin": "admin", "writer": "osml-trainer", "reader": "osml-facade"}
 # what `up` trains: one model family is enough for a stack that serves (a job trains every family by default)
 FAST_CANDIDATES = ("xgboost",)
 
@@ -80,10 +84,17 @@ class Stack:
     mlflow_database_url: str
     database_url: str
     vhost: str
-    broker_url: str
+    # the broker's users (infra/rabbitmq/access.sh): worker, relay, backend, and admin for the operator's tools
+    broker_passwords: dict[str, str]
     predict_api_key: str
     admin_api_key: str
     webhook_secret: str
+    # the tracking server's basic-auth app: its user store, the admin, the trainer (writer), the facade (reader)
+    mlflow_auth_database_url: str
+    mlflow_secret_key: str
+    mlflow_admin_password: str
+    mlflow_writer_password: str
+    mlflow_reader_password: str
     processes: dict[str, Process] = field(default_factory=dict)
     model_version: str | None = None
 
@@ -109,6 +120,22 @@ class Stack:
 
     def log(self, component: str) -> Path:
         return Path(self.dir) / f"{component}.log"
+
+    def broker_user(self, who: str) -> str:
+        return f"{self.vhost}-{who}"
+
+    def broker_url(self, who: str) -> str:
+        """amqp:// URL of `worker`, `relay`, `backend` or `admin` on this stack's vhost."""
+        return f"amqp://{self.broker_user(who)}:{self.broker_passwords[who]}@{AMQP_HOST}/{self.vhost}"
+
+    def mlflow_identity(self, who: str) -> dict[str, str]:
+        """MLFLOW_TRACKING_USERNAME/PASSWORD of `admin`, `writer` (the trainer) or `reader` (the facade)."""
+        password = {
+            "admin": self.mlflow_admin_password,
+            "writer": self.mlflow_writer_password,
+            "reader": self.mlflow_reader_password,
+        }[who]
+        return {"MLFLOW_TRACKING_USERNAME": MLFLOW_USERS[who], "MLFLOW_TRACKING_PASSWORD": password}
 
     @property
     def admin_headers(self) -> dict[str, str]:
@@ -139,7 +166,11 @@ def _command_and_env(stack: Stack, component: str) -> tuple[list[str], dict[str,
         return ["sh", str(REPO_ROOT / "mlflow" / "server.sh"), "serve"], {
             **path,
             **S3_CREDENTIALS,
-            "MLFLOW_BACKEND_STORE_URI": stack.mlflow_database_url.replace("postgresql://", "postgresql+psycopg://", 1),
+            "MLFLOW_BACKEND_STORE_URI": _psycopg(stack.mlflow_database_url),
+            "MLFLOW_AUTH_DATABASE_URI": _psycopg(stack.mlflow_auth_database_url),
+            "MLFLOW_AUTH_ADMIN_USERNAME": MLFLOW_USERS["admin"],
+            "MLFLOW_AUTH_ADMIN_PASSWORD": stack.mlflow_admin_password,
+            "MLFLOW_FLASK_SERVER_SECRET_KEY": stack.mlflow_secret_key,
             "MLFLOW_ARTIFACTS_DESTINATION": f"s3://{stack.bucket}/mlartifacts",
             "MLFLOW_S3_ENDPOINT_URL": stack.s3_url,
             "MLFLOW_HOST": "127.0.0.1",
@@ -157,7 +188,11 @@ def _command_and_env(stack: Stack, component: str) -> tuple[list[str], dict[str,
             "OSML_ADMIN_API_KEY": stack.admin_api_key,
             "OSML_DATABASE_URL": stack.database_url,
             "MLFLOW_TRACKING_URI": stack.mlflow_url,
-            "OSML_WEBHOOK_URL": f"{stack.facade_url}/models/webhook",
+            # the facade reads the registry; the trainer logs in as the writer
+            **stack.mlflow_identity("reader"),
+            "OSML_DATASET_BUCKETS": stack.bucket,
+            # no OSML_WEBHOOK_URL: only an admin may create webhooks, so `up` registers it; the facade checks
+            # the deliveries' signatures
             "OSML_WEBHOOK_SECRET": stack.webhook_secret,
         }
     if component == "trainer":
@@ -167,10 +202,12 @@ def _command_and_env(stack: Stack, component: str) -> tuple[list[str], dict[str,
             "AWS_ENDPOINT_URL": stack.s3_url,
             "OSML_DATABASE_URL": stack.database_url,
             "MLFLOW_TRACKING_URI": stack.mlflow_url,
+            **stack.mlflow_identity("writer"),
+            "OSML_DATASET_BUCKETS": stack.bucket,
         }
     if component == "worker":
         return [osml, "worker"], {
-            "OSML_BROKER_URL": stack.broker_url,
+            "OSML_BROKER_URL": stack.broker_url("worker"),
             "OSML_DATABASE_URL": stack.database_url,
             "OSML_FACADE_URL": stack.facade_url,
             "OSML_PREDICT_API_KEY": stack.predict_api_key,
@@ -178,7 +215,7 @@ def _command_and_env(stack: Stack, component: str) -> tuple[list[str], dict[str,
         }
     if component == "relay":
         return [osml, "relay"], {
-            "OSML_BROKER_URL": stack.broker_url,
+            "OSML_BROKER_URL": stack.broker_url("relay"),
             "OSML_DATABASE_URL": stack.database_url,
             "OSML_MIGRATE_ON_START": "false",
         }
@@ -193,7 +230,7 @@ def _is_ready(stack: Stack, component: str) -> bool:
     if component == "facade":
         return http_ok(f"{stack.facade_url}/health")
     if component == "worker":  # consuming: its queue has a consumer
-        return asyncio.run(_consumers(stack.broker_url, REQUESTED_QUEUE)) > 0
+        return asyncio.run(_consumers(stack.broker_url("admin"), REQUESTED_QUEUE)) > 0
     if component == "relay":  # listening for the worker's outbox notifications
         return _sessions(stack, "query ILIKE 'LISTEN %%'") > 0
     if component == "trainer":  # connected to the job table (osml.job_store.make_engine names its sessions)
@@ -280,9 +317,14 @@ def new_stack(
         mlflow_url=f"http://127.0.0.1:{mlflow_port or free_port()}",
         facade_url=f"http://127.0.0.1:{facade_port or free_port()}",
         mlflow_database_url=_with_database(PG_ADMIN_URL, f"osml_stack_{stack_id}_mlflow"),
+        mlflow_auth_database_url=_with_database(PG_ADMIN_URL, f"osml_stack_{stack_id}_mlflow_auth"),
+        mlflow_secret_key=secrets.token_urlsafe(24),
+        mlflow_admin_password=secrets.token_urlsafe(24),
+        mlflow_writer_password=secrets.token_urlsafe(24),
+        mlflow_reader_password=secrets.token_urlsafe(24),
         database_url=_with_database(PG_ADMIN_URL, f"osml_stack_{stack_id}"),
         vhost=vhost,
-        broker_url=f"amqp://guest:guest@{AMQP_HOST}/{vhost}",
+        broker_passwords={who: secrets.token_urlsafe(24) for who in BROKER_USERS},
         predict_api_key=secrets.token_urlsafe(24),
         admin_api_key=secrets.token_urlsafe(24),
         webhook_secret=secrets.token_urlsafe(24),
@@ -298,12 +340,13 @@ def up(stack: Stack, *, train: bool = True, orders: int = 1000, progress: Callab
     try:
         # the tracking server's first start (creating its schema) is the long pole: everything else overlaps it
         _create_database(stack.mlflow_database_url)
+        _create_database(stack.mlflow_auth_database_url)
         start(stack, "mlflow")
         _create_database(stack.database_url)
         start(stack, "s3")
         progress(f"databases {_database_name(stack.mlflow_database_url)}, {_database_name(stack.database_url)}")
-        _create_vhost(stack.vhost)
-        progress(f"vhost {stack.vhost} with {DEFINITIONS.relative_to(REPO_ROOT)}")
+        _create_vhost(stack)
+        progress(f"vhost {stack.vhost} with {DEFINITIONS.relative_to(REPO_ROOT)} and the users of {ACCESS.name}")
         _migrate(stack)
         for component in ("worker", "relay"):  # the worker calls the facade only once events arrive
             start(stack, component)
@@ -313,7 +356,11 @@ def up(stack: Stack, *, train: bool = True, orders: int = 1000, progress: Callab
             dataset_ref = put_synthetic_dataset(stack, orders=orders, seed=7)
             progress(f"{orders} synthetic orders in {dataset_ref}")
         wait_ready(stack, "mlflow")
-        progress(f"tracking server {stack.mlflow_url} (artifacts s3://{stack.bucket}/mlartifacts)")
+        provision_mlflow_users(stack)
+        progress(
+            f"tracking server {stack.mlflow_url} (artifacts s3://{stack.bucket}/mlartifacts; basic auth: "
+            f"{MLFLOW_USERS['writer']} writes, {MLFLOW_USERS['reader']} reads)"
+        )
         start(stack, "facade")
         start(stack, "trainer")
         for component in ("worker", "relay", "facade", "trainer"):
@@ -323,7 +370,7 @@ def up(stack: Stack, *, train: bool = True, orders: int = 1000, progress: Callab
             progress(f"training through POST /train (candidates: {', '.join(FAST_CANDIDATES)})")
             version = str(train_through_facade(stack, dataset_ref, candidates=FAST_CANDIDATES)["modelVersion"])
             activate(stack, version)
-            progress(f"activated {version} through POST /models/activate")
+            progress(f"activated {version} as {MLFLOW_USERS['writer']}")
     except BaseException:
         down(stack)
         raise
@@ -333,11 +380,14 @@ def up(stack: Stack, *, train: bool = True, orders: int = 1000, progress: Callab
 def down(stack: Stack) -> None:
     """Stop every recorded process, drop the databases and the vhost, forget the state."""
     stop(stack, *reversed(list(stack.processes)))
-    for url in (stack.database_url, stack.mlflow_database_url):
+    for url in (stack.database_url, stack.mlflow_database_url, stack.mlflow_auth_database_url):
         with contextlib.suppress(psycopg.OperationalError):
             _drop_database(url)
     with contextlib.suppress(StackError):
         _rabbitmqctl("delete_vhost", stack.vhost)
+    for who in BROKER_USERS:
+        with contextlib.suppress(StackError):
+            _rabbitmqctl("delete_user", stack.broker_user(who))
     stack.state_file.unlink(missing_ok=True)
 
 
@@ -379,15 +429,14 @@ def train_through_facade(
 
 
 def activate(stack: Stack, model_version: str, *, timeout: float = 60.0) -> None:
-    """POST /models/activate, then wait until the facade serves that pair."""
-    response = httpx.post(
-        f"{stack.facade_url}/models/activate",
-        json={"modelVersion": model_version},
-        headers=stack.admin_headers,
-        timeout=60,
-    )
-    if response.status_code != 200:
-        raise StackError(f"POST /models/activate answered {response.status_code}: {response.text}")
+    """Point `production` at the pair as the writer (the facade's identity only reads), then wait until the
+    facade serves it (the registry webhook tells it at once)."""
+    from mlflow import MlflowClient
+
+    from osml import registry
+
+    with mlflow_identity(stack, "writer"):
+        registry.activate(MlflowClient(stack.mlflow_url, registry_uri=stack.mlflow_url), model_version)
     wait_until(lambda: _serving(stack) == model_version, timeout=timeout, interval=0.25, what=f"{model_version}")
     stack.model_version = model_version
     stack.save()
@@ -398,7 +447,64 @@ def _serving(stack: Stack) -> str | None:
     return str(response.json()["modelVersion"]) if response.status_code == 200 else None
 
 
+# --- the tracking server's identities ----------------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def mlflow_identity(stack: Stack, who: str) -> Iterator[None]:
+    """Log this process's MLflow clients in as `who` for the block (MLflow reads the identity from the
+    environment at each request)."""
+    saved = {name: os.environ.get(name) for name in ("MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD")}
+    os.environ.update(stack.mlflow_identity(who))
+    try:
+        yield
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+
+
+def provision_mlflow_users(stack: Stack) -> None:
+    """`mlflow/server.sh users` as the admin (the compose file's one-shot job), then the registry webhook, which
+    only an admin may create."""
+    from mlflow import MlflowClient
+
+    from osml.conventions import EXPERIMENT_NAME, MODEL_NAMES
+    from serving import webhook
+
+    env = {
+        **os.environ,
+        "PATH": f"{VENV_BIN}{os.pathsep}{os.environ.get('PATH', '')}",
+        **stack.mlflow_identity("admin"),
+        "MLFLOW_TRACKING_URI": stack.mlflow_url,
+        "MLFLOW_WRITER_USERNAME": MLFLOW_USERS["writer"],
+        "MLFLOW_WRITER_PASSWORD": stack.mlflow_writer_password,
+        "MLFLOW_READER_USERNAME": MLFLOW_USERS["reader"],
+        "MLFLOW_READER_PASSWORD": stack.mlflow_reader_password,
+        "MLFLOW_WRITER_EXPERIMENTS": EXPERIMENT_NAME,
+        "MLFLOW_WRITER_MODELS": ",".join(MODEL_NAMES),
+    }
+    command = ["sh", str(REPO_ROOT / "mlflow" / "server.sh"), "users"]
+    with stack.log("mlflow-users").open("ab") as log:
+        result = subprocess.run(command, env=env, cwd=REPO_ROOT, stdout=log, stderr=subprocess.STDOUT, timeout=120)
+    if result.returncode != 0:
+        raise StackError(f"mlflow users failed; see {stack.log('mlflow-users')}:\n{_tail(stack.log('mlflow-users'))}")
+    with mlflow_identity(stack, "admin"):
+        webhook.register(
+            MlflowClient(stack.mlflow_url, registry_uri=stack.mlflow_url),
+            url=f"{stack.facade_url}/models/webhook",
+            secret=stack.webhook_secret,
+        )
+
+
 # --- PostgreSQL, RabbitMQ, processes -----------------------------------------------------------------------------
+
+
+def _psycopg(url: str) -> str:
+    """The SQLAlchemy spelling MLflow's stores take."""
+    return url.replace("postgresql://", "postgresql+psycopg://", 1)
 
 
 def _with_database(url: str, name: str) -> str:
@@ -440,22 +546,33 @@ async def _consumers(broker_url: str, queue: str) -> int:
         return int(declared.declaration_result.consumer_count or 0)
 
 
-def _create_vhost(vhost: str) -> None:
+def _create_vhost(stack: Stack) -> None:
     """The compose file's definitions, imported into this stack's own vhost (the worker then declares the same
-    topology on top: a mismatch between the two fails its start-up here rather than in production)."""
+    topology on top: a mismatch between the two fails its start-up here rather than in production), and its users
+    as `infra/rabbitmq/access.sh` renders them for compose."""
     definitions = json.loads(DEFINITIONS.read_text())
     for section in definitions.values():
         for item in section:
             if item.get("vhost", item.get("name")) == COMPOSE_VHOST:
-                item["vhost" if "vhost" in item else "name"] = vhost
+                item["vhost" if "vhost" in item else "name"] = stack.vhost
+    _import_definitions(definitions)
+    env = {"PATH": os.environ.get("PATH", ""), "RABBITMQ_VHOST": stack.vhost}
+    for who in BROKER_USERS:
+        prefix = "RABBITMQ" if who == "admin" else f"RABBITMQ_{who.upper()}"
+        env |= {f"{prefix}_USER": stack.broker_user(who), f"{prefix}_PASSWORD": stack.broker_passwords[who]}
+    rendered = subprocess.run(["sh", str(ACCESS)], env=env, capture_output=True, text=True, check=True, timeout=30)
+    _import_definitions(json.loads(rendered.stdout))
+
+
+def _import_definitions(definitions: dict[str, Any]) -> None:
+    # not delete=True: rabbitmqctl opens the file by name, as the broker's user
     with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as out:
+        os.chmod(out.name, 0o644)
         json.dump(definitions, out)
     try:
-        os.chmod(out.name, 0o644)  # rabbitmqctl reads it as the broker's user
         _rabbitmqctl("import_definitions", out.name)
     finally:
         os.unlink(out.name)
-    _rabbitmqctl("set_permissions", "-p", vhost, "guest", ".*", ".*", ".*")
 
 
 def _migrate(stack: Stack) -> None:
@@ -533,7 +650,7 @@ def describe(stack: Stack) -> str:
         ("trainer (osml trainer)", "runs POST /train jobs", "trainer.log"),
         ("MLflow UI + tracking API", stack.mlflow_url, "mlflow.log"),
         ("S3 (moto, MinIO's stand-in)", f"{stack.s3_url}  bucket {stack.bucket}", "s3.log"),
-        ("worker (osml worker)", f"{stack.broker_url}", "worker.log"),
+        ("worker (osml worker)", f"vhost {stack.vhost} as {stack.broker_user('worker')}", "worker.log"),
         ("relay (osml relay)", "outbox -> exchange osml.events", "relay.log"),
         ("PostgreSQL osml / mlflow", f"{stack.database_url}  +  {_database_name(stack.mlflow_database_url)}", ""),
     ]

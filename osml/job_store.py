@@ -32,6 +32,8 @@ from sqlalchemy import (
 )
 from sqlalchemy.engine import make_url
 
+from osml.dataset_access import mask_secrets
+
 ACTIVE = ("queued", "running")
 
 metadata = MetaData()
@@ -103,7 +105,7 @@ class JobStore:
                     id=job_id,
                     status="queued",
                     progress=0.0,
-                    dataset_ref=dataset_ref,
+                    dataset_ref=mask_secrets(dataset_ref),  # the trainer reads with its own credentials
                     train_config=train_config,
                     owner="",
                     created_at=now,

@@ -1,4 +1,8 @@
-"""Structured JSON logs: one object per line, extra fields (requestId, orderId, eventId...) carried through."""
+"""Structured JSON logs: one object per line, extra fields (requestId, orderId, eventId...) carried through.
+
+Every text field is passed through `osml.dataset_access.mask_secrets`: a URL's password (a datasetRef, a
+database URL in an error) never reaches a log line.
+"""
 
 from __future__ import annotations
 
@@ -9,6 +13,8 @@ from typing import Any
 
 import orjson
 
+from osml.dataset_access import mask_secrets
+
 _RESERVED = frozenset(vars(logging.makeLogRecord({})).keys()) | {"message", "asctime"}
 
 
@@ -18,11 +24,13 @@ class JsonFormatter(logging.Formatter):
             "ts": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
             "level": record.levelname,
             "logger": record.name,
-            "msg": record.getMessage(),
+            "msg": mask_secrets(record.getMessage()),
         }
-        payload.update({k: v for k, v in vars(record).items() if k not in _RESERVED})
+        payload.update(
+            {k: mask_secrets(v) if isinstance(v, str) else v for k, v in vars(record).items() if k not in _RESERVED}
+        )
         if record.exc_info:
-            payload["exc"] = self.formatException(record.exc_info)
+            payload["exc"] = mask_secrets(self.formatException(record.exc_info))
         return orjson.dumps(payload, default=str).decode()
 
 

@@ -23,9 +23,9 @@ import numpy as np
 import pandas as pd
 import psycopg
 
+from osml.dataset_access import mask_secrets
 from scoring.predict import PREDICTION_COLUMNS
 from training.data.errors import DataError
-from training.data.postgres import display_url
 from worker.migrate import psycopg_url, upgrade
 
 # the namespace of batch rows' event ids: uuid5(this, "<run id>/<order id>")
@@ -154,7 +154,7 @@ class PostgresSink:
         upgrade(self.url)
 
     def write(self, rows: dd.DataFrame) -> int:
-        counts = rows.map_partitions(_insert_part, psycopg_url(self.url), display_url(self.url), meta=_counted(0))
+        counts = rows.map_partitions(_insert_part, psycopg_url(self.url), mask_secrets(self.url), meta=_counted(0))
         return _written(counts)
 
 

@@ -1,20 +1,19 @@
-"""API keys (`X-API-Key`): the predict key opens /predict*, the admin key opens everything.
+"""API keys (`X-API-Key`): a predict key opens /predict*, an admin key opens everything.
 
-Keys are compared in constant time. Auth is off only when OSML_AUTH_DISABLED is set explicitly (local use).
+Each scope accepts a list of keys (OSML_*_API_KEYS beside OSML_*_API_KEY), so a key is rotated by adding the new
+one, moving the callers, then dropping the old one. Keys are compared in constant time. Auth is off only when OSML_AUTH_DISABLED is set explicitly (local use).
 """
 
 from __future__ import annotations
 
 import secrets
-from typing import Annotated, Literal
+from typing import Annotated
 
 from fastapi import Depends, Request, Security, params
 from fastapi.security import APIKeyHeader
 
 from serving.errors import Forbidden, Unauthenticated
-from serving.settings import ServingSettings
-
-Scope = Literal["predict", "admin"]
+from serving.settings import Scope, ServingSettings
 
 api_key_header = APIKeyHeader(name="X-API-Key", auto_error=False, description="predict or admin API key")
 
@@ -22,12 +21,9 @@ api_key_header = APIKeyHeader(name="X-API-Key", auto_error=False, description="p
 class ApiKeys:
     def __init__(self, settings: ServingSettings) -> None:
         self.disabled = settings.auth_disabled
-        admin = settings.admin_api_key.get_secret_value().encode() if settings.admin_api_key else None
-        predict = settings.predict_api_key.get_secret_value().encode() if settings.predict_api_key else None
-        self._accepted: dict[Scope, tuple[bytes, ...]] = {
-            "predict": tuple(k for k in (predict, admin) if k),
-            "admin": tuple(k for k in (admin,) if k),
-        }
+        admin = tuple(key.encode() for key in settings.api_keys("admin"))
+        predict = tuple(key.encode() for key in settings.api_keys("predict"))
+        self._accepted: dict[Scope, tuple[bytes, ...]] = {"predict": predict + admin, "admin": admin}
 
     def allows(self, provided: bytes | None, scope: Scope) -> bool:
         if self.disabled:

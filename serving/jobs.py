@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 
+from osml.dataset_access import check_allowed
 from osml.job_store import Job, JobStore
 from osml.train_requests import check_candidates, check_dataset_ref
 from serving.errors import InvalidRequest, UnknownJob
@@ -35,7 +36,8 @@ class TrainingJobs:
     ) -> Job:
         try:
             check_dataset_ref(dataset_ref)
-        except ValueError as exc:
+            check_allowed(dataset_ref.strip())
+        except ValueError as exc:  # DatasetRefused is one
             raise InvalidRequest(
                 f"invalid datasetRef: {exc}", errors=[{"field": "datasetRef", "message": str(exc), "type": "dataset"}]
             ) from exc

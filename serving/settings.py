@@ -2,21 +2,31 @@
 
 from __future__ import annotations
 
-from typing import Self
+from typing import Final, Literal, Self
 
 from pydantic import AliasChoices, Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from osml.conventions import embedded_database_url, tracking_uri
+from osml.settings import CommaList
+
+MIN_API_KEY_LENGTH: Final = 16
+Scope = Literal["predict", "admin"]
 
 
 class ServingSettings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="OSML_", extra="ignore", populate_by_name=True)
+    # hide_input_in_errors: a refused setting must not print the keys and passwords beside it
+    model_config = SettingsConfigDict(
+        env_prefix="OSML_", extra="ignore", populate_by_name=True, hide_input_in_errors=True
+    )
 
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=1, le=65535)
     predict_api_key: SecretStr | None = None
     admin_api_key: SecretStr | None = None
+    # more keys per scope, comma-separated: during a rotation both the old and the new key are accepted
+    predict_api_keys: CommaList[SecretStr] = Field(default_factory=list)
+    admin_api_keys: CommaList[SecretStr] = Field(default_factory=list)
     # An explicit opt-out for local use; without it both keys must be set (the facade refuses to start open).
     auth_disabled: bool = False
     database_url: str = Field(default_factory=embedded_database_url)
@@ -34,12 +44,35 @@ class ServingSettings(BaseSettings):
         default_factory=tracking_uri, validation_alias=AliasChoices("MLFLOW_TRACKING_URI", "OSML_TRACKING_URI")
     )
 
+    def api_keys(self, scope: Scope) -> list[str]:
+        """Every key of one scope (the single-key setting and the list)."""
+        single, many = (
+            (self.predict_api_key, self.predict_api_keys)
+            if scope == "predict"
+            else (self.admin_api_key, self.admin_api_keys)
+        )
+        return [key.get_secret_value() for key in ([single] if single else []) + many]
+
     @model_validator(mode="after")
     def _keys_or_explicit_opt_out(self) -> Self:
-        if not self.auth_disabled and (self.predict_api_key is None or self.admin_api_key is None):
-            raise ValueError(
-                "set OSML_PREDICT_API_KEY and OSML_ADMIN_API_KEY, or OSML_AUTH_DISABLED=true for local use only"
-            )
+        if not self.auth_disabled:
+            if not self.api_keys("predict") or not self.api_keys("admin"):
+                raise ValueError(
+                    "set OSML_PREDICT_API_KEY(S) and OSML_ADMIN_API_KEY(S), or OSML_AUTH_DISABLED=true for local use only"
+                )
+            _refuse_weak_keys(self.api_keys("predict"), self.api_keys("admin"))
         if self.webhook_url is not None and self.webhook_secret is None:
             raise ValueError("OSML_WEBHOOK_URL needs OSML_WEBHOOK_SECRET: deliveries must be signed")
         return self
+
+
+def _refuse_weak_keys(predict: list[str], admin: list[str]) -> None:
+    # the messages never quote a key: settings errors end up in logs
+    for scope, keys in (("predict", predict), ("admin", admin)):
+        for key in keys:
+            if len(key) < MIN_API_KEY_LENGTH:
+                raise ValueError(f"an {scope} API key is shorter than {MIN_API_KEY_LENGTH} characters")
+            if "change-me" in key.lower():
+                raise ValueError(f"an {scope} API key is still the change-me placeholder of .env.example")
+    if set(predict) & set(admin):
+        raise ValueError("a key is both a predict and an admin API key: the predict key would administer")

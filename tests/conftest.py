@@ -10,6 +10,17 @@ import pytest
 from tests import services
 
 
+@pytest.fixture(scope="session", autouse=True)
+def dataset_allow_lists(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """The tests' datasets live under pytest's temporary root, on loopback PostgreSQL and in the buckets the S3
+    fixtures create; set for the whole session (and the facades it starts) as an operator would."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("OSML_DATASET_ROOTS", f"{tmp_path_factory.getbasetemp()},{Path.cwd()}")
+        patch.setenv("OSML_DATASET_HOSTS", "127.0.0.1,localhost")
+        patch.setenv("OSML_DATASET_BUCKETS", "osml,bucket")
+        yield
+
+
 @pytest.fixture
 def pg_database() -> Iterator[str]:
     """A fresh PostgreSQL database URL, dropped after the test."""

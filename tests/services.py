@@ -5,6 +5,7 @@ fails the test with its name (never a skip): `make test` starts them first."""
 from __future__ import annotations
 
 import os
+import secrets
 import shutil
 import subprocess
 import uuid
@@ -15,7 +16,7 @@ from pathlib import Path
 
 import psycopg
 
-from tests.support import VENV_BIN, free_port, http_ok, start_process, stop_process, wait_until
+from tests.support import REPO_ROOT, VENV_BIN, free_port, http_ok, start_process, stop_process, wait_until
 
 PG_ADMIN_URL = os.environ.get("OSML_TEST_PG_ADMIN_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
 AMQP_HOST = os.environ.get("OSML_TEST_AMQP_HOST", "127.0.0.1:5672")
@@ -108,10 +109,12 @@ class MlflowServer:
     port: int
     env: dict[str, str]
     proc: subprocess.Popen[bytes] | None = None
+    command: list[str] | None = None  # how to start it, when not plain `mlflow server`
 
     def start(self) -> None:
         self.proc = start_process(
-            [
+            self.command
+            or [
                 str(VENV_BIN / "mlflow"),
                 "server",
                 "--backend-store-uri",
@@ -130,7 +133,15 @@ class MlflowServer:
             # MLflow's GenAI job runner (seven extra processes, ~40 CPU-s per start) is unused by osml
             env={"MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false", **self.env},
         )
-        wait_until(lambda: http_ok(f"{self.url}/health"), timeout=120, what=f"mlflow server (log: {self.log})")
+        proc = self.proc
+
+        def up_or_exited() -> str | None:
+            if proc.poll() is not None:
+                return "exited"
+            return "up" if http_ok(f"{self.url}/health") else None
+
+        if wait_until(up_or_exited, timeout=120, what=f"mlflow server (log: {self.log})") == "exited":
+            raise RuntimeError(f"mlflow server exited during start-up; see {self.log}")
 
     def stop(self) -> None:
         if self.proc is not None:
@@ -156,5 +167,83 @@ def mlflow_server(
         server.start()
         try:
             yield server
+        finally:
+            server.stop()
+
+
+@dataclass(frozen=True)
+class MlflowIdentity:
+    username: str
+    password: str
+
+    @property
+    def env(self) -> dict[str, str]:
+        """What an MLflow client reads to log in as this identity."""
+        return {"MLFLOW_TRACKING_USERNAME": self.username, "MLFLOW_TRACKING_PASSWORD": self.password}
+
+
+@dataclass(frozen=True)
+class MlflowIdentities:
+    admin: MlflowIdentity
+    writer: MlflowIdentity
+    reader: MlflowIdentity
+
+
+@contextmanager
+def mlflow_basic_auth_server(
+    workdir: Path, *, experiments: tuple[str, ...] = (), models: tuple[str, ...] = ()
+) -> Iterator[tuple[MlflowServer, MlflowIdentities]]:
+    """The deployed tracking server: `mlflow/server.sh serve` (basic-auth app), then `server.sh users`
+    provisioning a writer that owns `experiments` and `models` and a reader."""
+    identities = MlflowIdentities(
+        admin=MlflowIdentity("admin", secrets.token_urlsafe(16)),
+        writer=MlflowIdentity("osml-trainer", secrets.token_urlsafe(16)),
+        reader=MlflowIdentity("osml-facade", secrets.token_urlsafe(16)),
+    )
+    server_sh = ["sh", str(REPO_ROOT / "mlflow" / "server.sh")]
+    path = {"PATH": f"{VENV_BIN}{os.pathsep}{os.environ.get('PATH', '')}"}
+    with fresh_database("osml_mlflow") as db_url, fresh_database("osml_mlflow_auth") as auth_url:
+        port = free_port()
+        server = MlflowServer(
+            url=f"http://127.0.0.1:{port}",
+            backend_store_uri=db_url,
+            artifacts_destination=str(workdir / "mlartifacts"),
+            log=workdir / "mlflow-server.log",
+            port=port,
+            command=[*server_sh, "serve"],
+            env={
+                **path,
+                "MLFLOW_BACKEND_STORE_URI": db_url.replace("postgresql://", "postgresql+psycopg://", 1),
+                "MLFLOW_ARTIFACTS_DESTINATION": str(workdir / "mlartifacts"),
+                "MLFLOW_AUTH_DATABASE_URI": auth_url.replace("postgresql://", "postgresql+psycopg://", 1),
+                "MLFLOW_AUTH_ADMIN_USERNAME": identities.admin.username,
+                "MLFLOW_AUTH_ADMIN_PASSWORD": identities.admin.password,
+                "MLFLOW_FLASK_SERVER_SECRET_KEY": secrets.token_urlsafe(16),
+                "MLFLOW_HOST": "127.0.0.1",
+                "MLFLOW_PORT": str(port),
+                "MLFLOW_WORKERS": "1",
+            },
+        )
+        server.start()
+        try:
+            subprocess.run(
+                [*server_sh, "users"],
+                env={
+                    **os.environ,
+                    **path,
+                    **identities.admin.env,
+                    "MLFLOW_TRACKING_URI": server.url,
+                    "MLFLOW_WRITER_USERNAME": identities.writer.username,
+                    "MLFLOW_WRITER_PASSWORD": identities.writer.password,
+                    "MLFLOW_READER_USERNAME": identities.reader.username,
+                    "MLFLOW_READER_PASSWORD": identities.reader.password,
+                    "MLFLOW_WRITER_EXPERIMENTS": ",".join(experiments),
+                    "MLFLOW_WRITER_MODELS": ",".join(models),
+                },
+                check=True,
+                capture_output=True,
+                timeout=120,
+            )
+            yield server, identities
         finally:
             server.stop()

@@ -26,9 +26,12 @@ log = logging.getLogger("osml.trainer")
 
 JOB_COMMAND = (sys.executable, "-m", "trainer.job")
 # what a training process reads from its environment: the process basics, then MLflow's and boto3's own
-# variables (tracking server and its credentials, S3 datasets), then the job database below
-CHILD_ENV_NAMES = frozenset({"PATH", "HOME", "LANG", "LC_ALL", "TZ", "TMPDIR", "VIRTUAL_ENV"})
-CHILD_ENV_PREFIXES = ("MLFLOW_", "AWS_")
+# variables (tracking server and its credentials, S3 datasets), the dataset allow-lists (osml/dataset_access.py),
+# libpq's password file or password for postgresql:// datasets (docs/security.md), then the job database below
+CHILD_ENV_NAMES = frozenset(
+    {"PATH", "HOME", "LANG", "LC_ALL", "TZ", "TMPDIR", "VIRTUAL_ENV", "PGPASSFILE", "PGPASSWORD"}
+)
+CHILD_ENV_PREFIXES = ("MLFLOW_", "AWS_", "OSML_DATASET_")
 
 
 def child_environment(settings: TrainerSettings, environ: Mapping[str, str]) -> dict[str, str]:

@@ -21,7 +21,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from training.data.postgres import display_url
+    from osml.dataset_access import mask_secrets
     from training.data.synthetic import generate, load_into_postgres, write_csv
 
     if args.out is None and args.postgres is None:
@@ -36,7 +36,7 @@ def run(args: argparse.Namespace) -> int:
         try:
             load_into_postgres(data, args.postgres)
         except (DataError, psycopg.Error) as exc:
-            raise SystemExit(f"osml generate: cannot load into {display_url(args.postgres)}: {exc}") from exc
-        summary["postgres"] = display_url(args.postgres)
+            raise SystemExit(f"osml generate: cannot load into {mask_secrets(args.postgres)}: {exc}") from exc
+        summary["postgres"] = mask_secrets(args.postgres)
     print(json.dumps(summary))
     return 0

@@ -31,6 +31,7 @@ from mlflow.types.schema import AnyType, ColSpec, Schema, TensorSpec
 from threadpoolctl import threadpool_limits
 
 from osml import conventions, registry, train_requests
+from osml.dataset_access import mask_secrets
 from osml.runtime import Calibrator, EtaMinutesModel, FeatureEncoder, SlaRiskModel, XGBoostScorer
 from osml.schema import CURRENT_SCHEMA_VERSION, REQUIRED_FEATURES, SCHEMAS
 from training import plots
@@ -51,7 +52,6 @@ from training.candidates import (
 )
 from training.clustering import cluster_orders
 from training.data.orders import load_orders
-from training.data.postgres import display_url
 from training.evaluate import (
     choose_threshold,
     classification_metrics,
@@ -514,7 +514,7 @@ def train(
         raise ValueError(f"test_size must be between 0 and 1 (exclusive), got {test_size}")
     if not np.isfinite(tune_seconds) or tune_seconds < 0:
         raise ValueError(f"tune_seconds must be a number of seconds >= 0, got {tune_seconds}")
-    report(0.0, f"loading {display_url(dataset_ref)}")
+    report(0.0, f"loading {mask_secrets(dataset_ref)}")
     data = load_orders(dataset_ref)
     report(0.08, f"building features (schema {schema_version}) for {len(data.orders)} orders")
     frame = build_training_frame(data, schema_version=schema_version)
@@ -525,7 +525,7 @@ def train(
     client = MlflowClient(tracking_uri=uri, registry_uri=uri)
     experiment_id = ensure_experiment(client, uri)
     trained_at = datetime.now(UTC).replace(microsecond=0)
-    ref = display_url(dataset_ref)
+    ref = mask_secrets(dataset_ref)
     trainer = _Trainer(
         frame,
         split,

@@ -10,7 +10,7 @@ from mlflow.data.dataset_source_registry import resolve_dataset_source
 from mlflow.exceptions import MlflowException
 
 from osml.conventions import EXPERIMENT_NAME, sqlite_artifact_root
-from training.data.postgres import display_url
+from osml.dataset_access import mask_secrets
 
 
 def ensure_experiment(client: MlflowClient, tracking_uri: str, name: str = EXPERIMENT_NAME) -> str:
@@ -52,7 +52,7 @@ class DatabaseDatasetSource(DatasetSource):
 
     @classmethod
     def _resolve(cls, raw_source: Any) -> DatabaseDatasetSource:
-        return cls(display_url(str(raw_source)))
+        return cls(mask_secrets(str(raw_source)))
 
     def to_dict(self) -> dict[str, Any]:
         return {"url": self.url}
@@ -65,4 +65,4 @@ class DatabaseDatasetSource(DatasetSource):
 def dataset_source(ref: str) -> DatasetSource:
     if DatabaseDatasetSource._can_resolve(ref):
         return DatabaseDatasetSource._resolve(ref)
-    return resolve_dataset_source(display_url(ref))
+    return resolve_dataset_source(mask_secrets(ref))

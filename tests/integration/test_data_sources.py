@@ -85,7 +85,7 @@ def test_s3_endpoint_from_aws_endpoint_url(s3_env: S3Server, monkeypatch: pytest
     assert len(load_orders(f"s3://{s3_env.bucket}/single/orders.csv").orders) == 800
 
 
-def test_s3_errors_name_the_object(s3_env: S3Server) -> None:
+def test_s3_errors_name_the_object(s3_env: S3Server, monkeypatch: pytest.MonkeyPatch) -> None:
     bucket = s3_env.bucket
     with pytest.raises(DataError) as caught:
         load_orders(f"s3://{bucket}/broken/orders.csv")
@@ -95,6 +95,7 @@ def test_s3_errors_name_the_object(s3_env: S3Server) -> None:
 
     with pytest.raises(DataError, match=f"s3://{bucket}/nothing-here: no such object, and no CSV files"):
         load_orders(f"s3://{bucket}/nothing-here")
+    monkeypatch.setenv("OSML_DATASET_BUCKETS", f"{bucket},no-such-bucket")
     with pytest.raises(DataError, match=r"cannot read from S3: .*NoSuchBucket"):
         load_orders("s3://no-such-bucket/orders.csv")
 

@@ -42,6 +42,18 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[launcher.Stack]:
     assert groups and not any(launcher.group_alive(pgid) for pgid in groups), "make stack-down left processes"
 
 
+@pytest.fixture(scope="module", autouse=True)
+def as_reader(stack: launcher.Stack) -> Iterator[None]:
+    """This module's MLflow clients read the registry as the facade does."""
+    with launcher.mlflow_identity(stack, "reader"):
+        yield
+
+
+def reader_auth(stack: launcher.Stack) -> tuple[str, str]:
+    identity = stack.mlflow_identity("reader")
+    return identity["MLFLOW_TRACKING_USERNAME"], identity["MLFLOW_TRACKING_PASSWORD"]
+
+
 @dataclass(frozen=True)
 class Trained:
     job: dict[str, Any]
@@ -54,7 +66,7 @@ class Trained:
 
 @pytest.fixture(scope="module")
 def trained(stack: launcher.Stack) -> Trained:
-    """A synthetic orders.csv put into the S3 server, trained through POST /train, activated through the facade."""
+    """A synthetic orders.csv put into the S3 server, trained through POST /train, activated as the writer."""
     ref = launcher.put_synthetic_dataset(stack, orders=800, seed=11)
     assert ref.startswith(f"s3://{stack.bucket}/")
     job = launcher.train_through_facade(stack, ref, candidates=launcher.FAST_CANDIDATES, timeout=300)
@@ -82,7 +94,7 @@ def test_training_job_reports_its_version_and_metrics(stack: launcher.Stack, tra
 
 def test_requested_events_come_back_ready_and_are_stored(stack: launcher.Stack, trained: Trained) -> None:
     orders = generate_orders(25, seed=uuid.uuid4().int % 10_000)
-    report = asyncio.run(simulate(broker_url=stack.broker_url, orders=orders, rate=0, timeout_s=60))
+    report = asyncio.run(simulate(broker_url=stack.broker_url("admin"), orders=orders, rate=0, timeout_s=60))
     assert (report.published, report.received) == (25, 25)
     assert report.model_versions == {trained.model_version: 25}
     with psycopg.connect(stack.database_url) as conn:
@@ -121,17 +133,21 @@ def test_model_artifacts_are_in_the_bucket_not_on_local_disk(stack: launcher.Sta
 
 
 def test_tracking_server_lists_the_runs(stack: launcher.Stack, trained: Trained) -> None:
-    ui = httpx.get(f"{stack.mlflow_url}/", timeout=10)
+    login = httpx.get(f"{stack.mlflow_url}/", timeout=10)
+    assert login.status_code == 401 and login.headers["WWW-Authenticate"].startswith("Basic")  # the UI asks
+    ui = httpx.get(f"{stack.mlflow_url}/", auth=reader_auth(stack), timeout=10)
     assert ui.status_code == 200 and "<html" in ui.text.lower()
     experiment = httpx.get(
         f"{stack.mlflow_url}/ajax-api/2.0/mlflow/experiments/get-by-name",
         params={"experiment_name": EXPERIMENT_NAME},
+        auth=reader_auth(stack),
         timeout=10,
     ).json()["experiment"]
     # the call the UI's run table makes
     runs = httpx.post(
         f"{stack.mlflow_url}/ajax-api/2.0/mlflow/runs/search",
         json={"experiment_ids": [experiment["experiment_id"]], "max_results": 100},
+        auth=reader_auth(stack),
         timeout=10,
     ).json()["runs"]
     pair = registry.find_pair(MlflowClient(stack.mlflow_url), trained.model_version)

@@ -32,6 +32,8 @@ COMPOSE_FILE = REPO_ROOT / "docker-compose.yml"
 ENV_EXAMPLE = REPO_ROOT / ".env.example"
 OSML_DOCKERFILE = "infra/Dockerfile"
 DATA_DIRS = {"postgres": "/var/lib/postgresql/data", "minio": "/data", "rabbitmq": "/var/lib/rabbitmq"}
+# settings read beside a subcommand's own class: the datasetRef allow-lists, wherever datasets are named or read
+SHARED_SETTINGS = {"serve": ("osml.dataset_access:DatasetAccess",), "trainer": ("osml.dataset_access:DatasetAccess",)}
 # the settings class each osml subcommand reads
 SETTINGS_BY_COMMAND = {
     "serve": "serving.settings:ServingSettings",
@@ -49,6 +51,8 @@ LIBRARY_ENV = {
     "AWS_SECRET_ACCESS_KEY",
     "AWS_ENDPOINT_URL",
     "AWS_DEFAULT_REGION",
+    "MLFLOW_TRACKING_USERNAME",
+    "MLFLOW_TRACKING_PASSWORD",
 }
 SECRET_NAME = re.compile(r"PASSWORD|SECRET|API_KEY|ACCESS_KEY|_USER$")
 VARIABLE = re.compile(r"\$\{(\w+)(?:(:?[-?])([^}]*))?\}")
@@ -109,11 +113,19 @@ def osml_services() -> dict[str, str]:
     return found
 
 
-def settings_class(command: str) -> type[BaseSettings]:
-    module_name, _, class_name = SETTINGS_BY_COMMAND[command].partition(":")
+def _load_settings(path: str) -> type[BaseSettings]:
+    module_name, _, class_name = path.partition(":")
     cls = getattr(importlib.import_module(module_name), class_name)
     assert issubclass(cls, BaseSettings)
     return cls
+
+
+def settings_class(command: str) -> type[BaseSettings]:
+    return _load_settings(SETTINGS_BY_COMMAND[command])
+
+
+def shared_settings(command: str) -> list[type[BaseSettings]]:
+    return [_load_settings(path) for path in SHARED_SETTINGS.get(command, ())]
 
 
 def env_names(cls: type[BaseSettings]) -> set[str]:
@@ -171,14 +183,30 @@ def test_osml_services_run_subcommands_that_exist() -> None:
 def test_osml_service_environment_is_what_its_settings_read(service: str, monkeypatch: pytest.MonkeyPatch) -> None:
     cls = settings_class(osml_services()[service])
     env = resolved_environment(service)
-    unknown = {key for key in env if key not in LIBRARY_ENV} - env_names(cls)
+    shared = shared_settings(osml_services()[service])
+    read = env_names(cls).union(*(env_names(other) for other in shared))
+    unknown = {key for key in env if key not in LIBRARY_ENV} - read
     assert unknown == set(), f"{service} sets variables {cls.__name__} does not read"
     for key in list(os.environ):
         if key.startswith("OSML_") or key == "MLFLOW_TRACKING_URI":
             monkeypatch.delenv(key)
     for key, value in env.items():
-        monkeypatch.setenv(key, value)
+        # the example's change-me keys are refused by design (test below); an operator's real ones parse
+        monkeypatch.setenv(key, value.replace("change-me", "0123456789") if key.endswith("_API_KEY") else value)
     cls()  # parses (types, ranges, the facade's both-keys rule) exactly as the container would
+    for other in shared:
+        other()
+
+
+def test_the_facade_refuses_to_start_with_the_example_api_keys(monkeypatch: pytest.MonkeyPatch) -> None:
+    cls = settings_class("serve")
+    for key in list(os.environ):
+        if key.startswith("OSML_"):
+            monkeypatch.delenv(key)
+    for key, value in resolved_environment("facade").items():
+        monkeypatch.setenv(key, value)
+    with pytest.raises(ValueError, match="change-me placeholder"):
+        cls()
 
 
 def test_facade_port_agrees_everywhere() -> None:
@@ -276,7 +304,9 @@ def test_trainers_scale_and_alone_read_datasets() -> None:
     assert "ports" not in trainer and "container_name" not in trainer, "replicas of the trainer would collide"
     env = resolved_environment("trainer")
     assert env["AWS_ACCESS_KEY_ID"] == ENV_VALUES["OSML_DATASETS_ACCESS_KEY"]
-    assert env["OSML_DATABASE_URL"] == resolved_environment("facade")["OSML_DATABASE_URL"]
+    trainer_db, facade_db = (urlsplit(e["OSML_DATABASE_URL"]) for e in (env, resolved_environment("facade")))
+    assert (trainer_db.hostname, trainer_db.path) == (facade_db.hostname, facade_db.path), "one job table"
+    assert trainer_db.username != facade_db.username, "each its own PostgreSQL role"
     assert env["MLFLOW_TRACKING_URI"] == resolved_environment("facade")["MLFLOW_TRACKING_URI"]
     assert not any(key.endswith("_API_KEY") for key in env), "the trainer answers no request"
     assert not any(key.startswith("AWS_") for key in resolved_environment("facade")), "the facade reads no dataset"
@@ -302,14 +332,84 @@ def test_state_lives_on_named_volumes() -> None:
         assert path in on_named, f"{service} keeps {path} on no named volume"
 
 
-def test_every_database_url_names_a_database_init_sql_creates() -> None:
-    created = set(re.findall(r"CREATE DATABASE (\w+)", (REPO_ROOT / "infra/postgres/init.sql").read_text()))
-    urls = [v for s in SERVICES for v in resolved_environment(s).values() if v.startswith("postgresql")]
-    assert urls
-    for url in urls:
-        parts = urlsplit(url)
-        assert parts.hostname == "postgres"
-        assert parts.path.lstrip("/") in created, f"{url}: init.sql does not create that database"
+def _init_variables() -> dict[str, str]:
+    """The psql -v NAME=VALUE pairs infra/postgres/init.sh hands roles.sql."""
+    script = (REPO_ROOT / "infra/postgres/init.sh").read_text()
+    return dict(re.findall(r"-v (\w+)=([\w$\"]+)", script))
+
+
+def _database_logins() -> dict[str, tuple[str, str]]:
+    """service -> (role, database) of every PostgreSQL URL in the file."""
+    found = {}
+    for service in SERVICES:
+        for value in resolved_environment(service).values():
+            if value.startswith("postgresql") and "/mlflow_auth" not in value:
+                parts = urlsplit(value)
+                assert parts.hostname == "postgres"
+                found[service] = (parts.username or "", parts.path.lstrip("/"))
+    return found
+
+
+def test_every_database_url_names_a_role_and_database_init_sh_creates() -> None:
+    variables = _init_variables()
+    roles = {value for name, value in variables.items() if name.endswith("_role")}
+    databases = {value for name, value in variables.items() if name.endswith("_db")}
+    roles_sql = (REPO_ROOT / "infra/postgres/roles.sql").read_text()
+    for name in (*(n for n in variables if n.endswith(("_role", "_db"))),):
+        assert f':"{name}"' in roles_sql, f"roles.sql does not use {name}"
+    logins = _database_logins()
+    assert logins
+    for service, (role, database) in logins.items():
+        assert role in roles, f"{service} logs in as {role}, which init.sh does not create"
+        assert database in databases, f"{service}: init.sh does not create database {database}"
+
+
+def test_each_service_logs_in_as_its_own_role_never_the_superuser() -> None:
+    logins = _database_logins()
+    assert {"mlflow", "migrate", "facade", "worker", "relay"} <= logins.keys()
+    roles = [role for role, _ in logins.values()]
+    assert len(set(roles)) == len(roles), f"services share a role: {logins}"
+    assert ENV_VALUES["POSTGRES_USER"] not in roles
+    assert "POSTGRES_PASSWORD" not in " ".join(
+        value for service in SERVICES if service != "postgres" for value in environment(service).values()
+    )
+    grants = SERVICES["db-grants"]
+    assert grants["depends_on"] == {"migrate": {"condition": "service_completed_successfully"}}
+    for service in ("worker", "relay"):
+        assert "db-grants" in SERVICES[service]["depends_on"], f"{service} starts before its tables are granted"
+
+
+def test_the_tracking_server_asks_for_a_login_and_each_client_has_its_identity() -> None:
+    from osml.conventions import EXPERIMENT_NAME, MODEL_NAMES
+
+    script = (REPO_ROOT / "mlflow" / "server.sh").read_text()
+    assert "--app-name basic-auth" in script
+    server = resolved_environment("mlflow")
+    users = resolved_environment("mlflow-users")
+    facade = resolved_environment("facade")
+    assert SERVICES["mlflow-users"]["command"] == ["users"]
+    assert users["MLFLOW_TRACKING_PASSWORD"] == server["MLFLOW_AUTH_ADMIN_PASSWORD"]
+    assert (facade["MLFLOW_TRACKING_USERNAME"], facade["MLFLOW_TRACKING_PASSWORD"]) == (
+        users["MLFLOW_READER_USERNAME"],
+        users["MLFLOW_READER_PASSWORD"],
+    )
+    trainer = resolved_environment("trainer")
+    assert not any(key.startswith("OSML_TRAINER_TRACKING") for key in facade), "the facade holds no writer login"
+    assert (trainer["MLFLOW_TRACKING_USERNAME"], trainer["MLFLOW_TRACKING_PASSWORD"]) == (
+        users["MLFLOW_WRITER_USERNAME"],
+        users["MLFLOW_WRITER_PASSWORD"],
+    )
+    assert users["MLFLOW_READER_PASSWORD"] != users["MLFLOW_WRITER_PASSWORD"]
+    assert users["MLFLOW_WRITER_EXPERIMENTS"].split(",") == [EXPERIMENT_NAME]
+    assert users["MLFLOW_WRITER_MODELS"].split(",") == list(MODEL_NAMES)
+    assert "mlflow-users" in SERVICES["facade"]["depends_on"]
+
+
+def test_the_facade_names_what_a_dataset_ref_may_reach() -> None:
+    facade = resolved_environment("facade")
+    assert facade["OSML_DATASET_ROOTS"].startswith("/")
+    assert facade["OSML_DATASET_BUCKETS"] == ENV_VALUES["S3_BUCKET"]
+    assert "OSML_DATASET_HOSTS" in facade
 
 
 def test_broker_urls_and_definitions_agree_with_the_worker() -> None:
@@ -338,13 +438,35 @@ def test_rabbitmq_loads_the_definitions_its_entrypoint_renders() -> None:
     assert path, "rabbitmq.conf must load definitions at boot"
     entrypoint = (REPO_ROOT / "infra/rabbitmq/entrypoint.sh").read_text()
     assert f"dir={path.group(1)}" in entrypoint and "definitions.json" in entrypoint
+    assert "access.sh" in entrypoint
     env = resolved_environment("rabbitmq")
-    assert {"RABBITMQ_USER", "RABBITMQ_PASSWORD"} <= env.keys()
-    assert urlsplit(resolved_environment("worker")["OSML_BROKER_URL"]).username == env["RABBITMQ_USER"]
+    access = (REPO_ROOT / "infra/rabbitmq/access.sh").read_text()
+    for component in ("worker", "relay"):
+        url = urlsplit(resolved_environment(component)["OSML_BROKER_URL"])
+        assert f'{component}="${{RABBITMQ_{component.upper()}_USER:-{url.username}}}"' in access
+        assert url.password == env[f"RABBITMQ_{component.upper()}_PASSWORD"]
+        assert url.username != env["RABBITMQ_USER"], f"{component} must not be the broker's administrator"
+
+
+def test_no_guest_anywhere() -> None:
+    for path in (COMPOSE_FILE, ENV_EXAMPLE):
+        assert "guest" not in path.read_text().lower(), f"{path} mentions guest"
+    env = {"PATH": os.environ["PATH"], **resolved_environment("rabbitmq")}
+    rendered = subprocess.run(
+        ["sh", str(REPO_ROOT / "infra/rabbitmq/access.sh")], env=env, capture_output=True, text=True, check=True
+    ).stdout
+    users = {user["name"] for user in json.loads(rendered)["users"]}
+    assert "guest" not in users and len(users) == 4
 
 
 def test_shell_scripts_parse() -> None:
-    scripts = ["mlflow/server.sh", "infra/rabbitmq/entrypoint.sh", "infra/minio/init.sh"]
+    scripts = [
+        "mlflow/server.sh",
+        "infra/rabbitmq/entrypoint.sh",
+        "infra/rabbitmq/access.sh",
+        "infra/minio/init.sh",
+        "infra/postgres/init.sh",
+    ]
     for script in scripts:
         result = subprocess.run(["sh", "-n", str(REPO_ROOT / script)], capture_output=True, text=True, check=False)
         assert result.returncode == 0, f"{script}: {result.stderr}"

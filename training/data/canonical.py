@@ -36,6 +36,7 @@ TEXT_COLUMNS: Final = ("id", "category", "assignee_id", *CONTEXT_COLUMNS)
 HISTORY_COLUMNS: Final = ("order_id", "status", "changed_at")
 # Optional per-row counters some sources keep (the UCI log does): reassignments and reopens so far, as of that row.
 HISTORY_COUNTER_COLUMNS: Final = ("reassignment_count", "reopen_count")
+_KNOWN_COLUMNS: Final = frozenset(ORDER_COLUMNS + HISTORY_COLUMNS + HISTORY_COUNTER_COLUMNS)
 
 ORDERS_FILE: Final = "orders.csv"
 HISTORY_FILE: Final = "order_status_history.csv"
@@ -65,9 +66,10 @@ def snake_case(name: object) -> str:
 def _normalised_columns(raw: pd.DataFrame, *, source: str) -> pd.DataFrame:
     names = [snake_case(c) for c in raw.columns]
     seen: set[str] = set()
-    for name in names:
+    for position, name in enumerate(names, start=1):
         if name in seen:
-            raise DataError(f"column '{name}' appears twice (after case normalisation)", source=source, column=name)
+            column = name if name in _KNOWN_COLUMNS else f"#{position}"
+            raise DataError("a column name appears twice (after case normalisation)", source=source, column=column)
         seen.add(name)
     frame = raw.copy(deep=False)
     frame.columns = pd.Index(names)
@@ -77,7 +79,13 @@ def _normalised_columns(raw: pd.DataFrame, *, source: str) -> pd.DataFrame:
 def _require_columns(frame: pd.DataFrame, required: Sequence[str], *, source: str) -> None:
     missing = [c for c in required if c not in frame.columns]
     if missing:
-        found = ", ".join(map(str, frame.columns)) or "none"
+        # until the header proves this is an orders export, nothing of the file is quoted back: any file's first
+        # line is a "header", and the caller may not be entitled to read it
+        known = [str(c) for c in frame.columns if c in _KNOWN_COLUMNS]
+        others = len(frame.columns) - len(known)
+        found = ", ".join(known) or "none of the known columns"
+        if others:
+            found += f", and {others} other column(s)"
         raise DataError(
             f"missing required column(s) {', '.join(missing)} (found: {found})", source=source, column=missing[0]
         )

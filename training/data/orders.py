@@ -6,7 +6,8 @@ A reference is one of:
 - `s3://bucket/key` (an object or a prefix; endpoint from `MLFLOW_S3_ENDPOINT_URL` / `AWS_ENDPOINT_URL`);
 - `postgresql://...` (tables `orders` and, optionally, `order_status_history`).
 
-Column rules, timestamp handling and error messages live in `training.data.canonical`.
+Column rules, timestamp handling and error messages live in `training.data.canonical`. Which references may
+be read at all (dataset roots, hosts, buckets) is `osml.dataset_access`, checked here at submission and on read.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from __future__ import annotations
 from pathlib import Path
 from urllib.parse import unquote, urlparse
 
+from osml.dataset_access import DatasetRefused, check_allowed, without_masked_password
 from osml.train_requests import check_dataset_ref, scheme
 from training.data.canonical import OrdersData, canonical_history, canonical_orders
 from training.data.errors import DataError
@@ -28,23 +30,28 @@ def local_path(ref: str) -> Path:
     return Path(ref).expanduser()
 
 
-def validate_ref(ref: str) -> None:
-    """Cheap check of a datasetRef: its syntax (as the facade checks it at submission), and existence for local
-    ones."""
+def validate_ref(ref: str) -> Path | None:
+    """Cheap check of a datasetRef: its syntax (as the facade checks it at submission), the allow-lists for remote
+    sources, the dataset roots and existence for local ones. Returns the real (resolved) path of a local reference."""
     try:
         check_dataset_ref(ref)
     except ValueError as exc:
         raise DataError(str(exc)) from exc
     ref = ref.strip()
-    if scheme(ref) in ("", "file"):
+    try:
+        real = check_allowed(ref)
+    except DatasetRefused as exc:
+        raise DataError(str(exc)) from exc
+    if real is not None:
         from training.data.files import check_local
 
-        check_local(local_path(ref))
+        check_local(real)
+    return real
 
 
 def load_orders(ref: str) -> OrdersData:
     """Read and validate the orders (and status history, when present) behind a datasetRef."""
-    validate_ref(ref)
+    real = validate_ref(ref)
     ref = ref.strip()
     kind = scheme(ref)
     # Sources are imported on use: boto3 and psycopg are only paid for by those who need them.
@@ -55,7 +62,9 @@ def load_orders(ref: str) -> OrdersData:
     if kind.startswith("postgres"):
         from training.data.postgres import read_postgres
 
-        return read_postgres(ref)
+        return read_postgres(without_masked_password(ref))
     from training.data.files import read_local
 
-    return read_local(local_path(ref), ref=ref)
+    assert real is not None
+    # the resolved path is what was checked: a link swapped after the check is not followed
+    return read_local(real, ref=ref, label=str(local_path(ref)))

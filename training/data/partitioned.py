@@ -35,6 +35,7 @@ import pyarrow
 from botocore.exceptions import BotoCoreError, ClientError
 from psycopg import sql
 
+from osml.dataset_access import mask_secrets
 from training.data.canonical import (
     HISTORY_COLUMNS,
     HISTORY_FILE,
@@ -46,7 +47,7 @@ from training.data.canonical import (
 from training.data.errors import DataError
 from training.data.files import Opener, read_csv
 from training.data.orders import load_orders, local_path, validate_ref
-from training.data.postgres import HISTORY_TABLE, ORDERS_TABLE, connection_url, display_url
+from training.data.postgres import HISTORY_TABLE, ORDERS_TABLE, connection_url
 from training.data.s3 import parse_s3_ref, s3_client
 
 Table = Literal["orders", "history"]
@@ -229,7 +230,7 @@ def read_postgres_range(bounds: Range, url: str, shown: str, table: Table) -> pd
 
 
 def _postgres(ref: str, *, rows_per_partition: int) -> PartitionedOrders:
-    url, shown = connection_url(ref), display_url(ref)
+    url, shown = connection_url(ref), mask_secrets(ref)
     try:
         with psycopg.connect(url, connect_timeout=10) as conn:
             conn.execute("SET TIME ZONE 'UTC'")

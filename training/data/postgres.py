@@ -7,12 +7,12 @@ like any other source. `load_into_postgres` writes the canonical tables (droppin
 from __future__ import annotations
 
 from typing import Final
-from urllib.parse import urlsplit, urlunsplit
 
 import pandas as pd
 import psycopg
 from psycopg import sql
 
+from osml.dataset_access import mask_secrets
 from training.data.canonical import (
     HISTORY_COLUMNS,
     HISTORY_COUNTER_COLUMNS,
@@ -64,15 +64,6 @@ def connection_url(ref: str) -> str:
     return f"postgresql://{rest}"
 
 
-def display_url(ref: str) -> str:
-    """The URL without its password, for messages and lineage."""
-    parts = urlsplit(ref)
-    if parts.password is None:
-        return ref
-    netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
-    return urlunsplit(parts._replace(netloc=netloc))
-
-
 def _table(conn: psycopg.Connection, table: str) -> pd.DataFrame | None:
     exists = conn.execute("SELECT to_regclass(%s) IS NOT NULL", (table,)).fetchone()
     if not exists or not exists[0]:
@@ -83,7 +74,7 @@ def _table(conn: psycopg.Connection, table: str) -> pd.DataFrame | None:
 
 
 def read_postgres(ref: str) -> OrdersData:
-    shown = display_url(ref)
+    shown = mask_secrets(ref)
     try:
         with psycopg.connect(connection_url(ref), connect_timeout=10) as conn:
             conn.execute("SET TIME ZONE 'UTC'")

@@ -223,7 +223,8 @@ def test_zip_without_orders(tmp_path: Path) -> None:
     assert "expected orders.csv (or exactly one CSV file), found: a.csv, b.csv" in str(error_of(str(archive)))
 
 
-def test_validate_ref_accepts_good_references(orders_csv: Path) -> None:
+def test_validate_ref_accepts_good_references(orders_csv: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("OSML_DATASET_HOSTS", "127.0.0.1,db")
     for ref in (
         str(orders_csv),
         str(orders_csv.parent),
@@ -240,7 +241,7 @@ def test_validate_ref_accepts_good_references(orders_csv: Path) -> None:
     ("ref", "message"),
     [
         ("", "datasetRef is empty"),
-        ("/no/such/export.csv", "/no/such/export.csv: no such file or folder"),
+        ("/no/such/export.csv", "/no/such/export.csv is outside the allowed dataset roots"),
         ("file://otherhost/data.csv", "file:// URLs must name a local path"),
         ("https://example.invalid/orders.csv", "unsupported datasetRef scheme 'https'"),
         ("s3:///key-without-bucket", "expected s3://bucket/key"),
@@ -252,6 +253,11 @@ def test_validate_ref_refuses_bad_references(ref: str, message: str) -> None:
         validate_ref(ref)
     assert message in str(caught.value)
     assert "secret" not in str(caught.value)
+
+
+def test_a_missing_file_inside_the_roots_is_named(tmp_path: Path) -> None:
+    with pytest.raises(DataError, match=r"missing\.csv: no such file or folder"):
+        validate_ref(str(tmp_path / "missing.csv"))
 
 
 def test_empty_folder_is_refused(tmp_path: Path) -> None:
