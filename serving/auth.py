@@ -58,5 +58,4 @@ def _require(scope: Scope) -> params.Depends:
     return Depends(dependency)
 
 
-PredictAccess = _require("predict")
 AdminAccess = _require("admin")

@@ -6,7 +6,7 @@ job methods block on I/O and are meant to run in a worker thread.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
@@ -49,39 +49,24 @@ class DataPlane:
 
     # -- predictions (CPU only, microseconds per row) --
 
-    def predict(self, request: PredictRequest) -> dict[str, Any]:
+    def predict(self, requests: Sequence[PredictRequest]) -> tuple[str, list[dict[str, Any]]]:
+        """The one prediction path (/predict is a batch of one): the pair's version and one answer per request,
+        each shaped as /predict answers, all from the same pair."""
         pair = self.active()
-        features = request.features.model_dump()
-        sla = pair.sla.predict_one(features)
-        eta = pair.eta.predict_one(features)
-        self._metrics.predictions.labels(pair.model_version).inc()
-        return {
-            "requestId": request.requestId,
-            "orderId": request.orderId,
-            "modelVersion": pair.model_version,
-            "predictions": {"slaRisk": round(float(sla), 4), "etaMinutes": max(round(float(eta)), 0)},
-        }
-
-    def predict_batch(self, items: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
-        """`items` as validated by `payloads.BATCH_ADAPTER`: dicts shaped like /predict bodies."""
-        pair = self.active()
-        rows = [item["features"] for item in items]
-        sla = np.round(np.asarray(pair.sla.predict_many(rows), dtype=float), 4).tolist()
-        eta = np.maximum(np.rint(np.asarray(pair.eta.predict_many(rows), dtype=float)), 0).astype(int).tolist()
+        rows = [request.features.model_dump() for request in requests]
+        sla = np.round(pair.sla.predict(rows), 4).tolist()
+        eta = np.maximum(np.rint(pair.eta.predict(rows)), 0).astype(int).tolist()
         version = pair.model_version
         self._metrics.predictions.labels(version).inc(len(rows))
-        return {
-            "modelVersion": version,
-            "items": [
-                {
-                    "requestId": item["requestId"],
-                    "orderId": item["orderId"],
-                    "modelVersion": version,
-                    "predictions": {"slaRisk": s, "etaMinutes": e},
-                }
-                for item, s, e in zip(items, sla, eta, strict=True)
-            ],
-        }
+        return version, [
+            {
+                "requestId": request.requestId,
+                "orderId": request.orderId,
+                "modelVersion": version,
+                "predictions": {"slaRisk": s, "etaMinutes": e},
+            }
+            for request, s, e in zip(requests, sla, eta, strict=True)
+        ]
 
     # -- model versions (blocking: registry I/O and model loading) --
 

@@ -12,14 +12,8 @@ from typing import Any, Literal
 
 import numpy as np
 import xgboost as xgb
-from sklearn.compose import ColumnTransformer
-from sklearn.ensemble import HistGradientBoostingRegressor, RandomForestClassifier, RandomForestRegressor
-from sklearn.impute import SimpleImputer
-from sklearn.linear_model import LogisticRegression
-from sklearn.pipeline import Pipeline, make_pipeline
-from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
-from osml.runtime import FeatureEncoder, Scorer, SklearnScorer, XGBoostScorer
+from osml.runtime import FeatureEncoder, Scorer, XGBoostScorer
 
 Task = Literal["sla", "eta"]
 MAX_THREADS = 2  # the machine budget: 2 cores
@@ -51,12 +45,6 @@ class FittedCandidate:
     params: dict[str, Any]
     scorer: Scorer
     importances: np.ndarray | None = field(default=None)  # one value per encoded column
-
-
-def _categorical_mask(encoder: FeatureEncoder) -> np.ndarray:
-    mask = np.zeros(len(encoder.columns), dtype=bool)
-    mask[: encoder.n_categorical] = True
-    return mask
 
 
 def _xgboost(task: Task, data: TrainingSet) -> FittedCandidate:
@@ -96,85 +84,11 @@ def _xgboost(task: Task, data: TrainingSet) -> FittedCandidate:
     )
 
 
-def _random_forest(task: Task, data: TrainingSet) -> FittedCandidate:
-    params: dict[str, Any] = {
-        "n_estimators": 80,
-        "min_samples_leaf": 10,
-        "max_features": "sqrt",
-        "max_depth": 14,
-        "n_jobs": MAX_THREADS,  # independent trees: no per-iteration barrier
-        "random_state": data.random_state,
-    }
-    if task == "sla":
-        forest: Any = RandomForestClassifier(**params, class_weight=None)
-    else:
-        forest = RandomForestRegressor(**params)
-    forest.fit(data.x_train, data.y_train)
-    forest.set_params(n_jobs=1)  # prediction is mostly one row: thread hand-offs would dominate
-    return FittedCandidate(
-        "random_forest", params, SklearnScorer(forest, proba=task == "sla"), np.asarray(forest.feature_importances_)
-    )
-
-
-def _logistic_regression(task: Task, data: TrainingSet) -> FittedCandidate:
-    encoder = data.encoder
-    categorical = list(range(encoder.n_categorical))
-    numeric = list(range(encoder.n_categorical, len(encoder.columns)))
-    params: dict[str, Any] = {"C": 1.0, "max_iter": 1000, "one_hot_min_frequency": 5}
-    model = Pipeline(
-        [
-            (
-                "encode",
-                ColumnTransformer(
-                    [
-                        (
-                            "categorical",
-                            make_pipeline(
-                                SimpleImputer(strategy="constant", fill_value=-1),
-                                OneHotEncoder(handle_unknown="infrequent_if_exist", min_frequency=5),
-                            ),
-                            categorical,
-                        ),
-                        (
-                            "numeric",
-                            make_pipeline(
-                                SimpleImputer(strategy="median", add_indicator=True, keep_empty_features=True),
-                                StandardScaler(),
-                            ),
-                            numeric,
-                        ),
-                    ]
-                ),
-            ),
-            ("classify", LogisticRegression(C=params["C"], max_iter=params["max_iter"])),
-        ]
-    )
-    model.fit(data.x_train, data.y_train)
-    return FittedCandidate("logistic_regression", params, SklearnScorer(model, proba=True))
-
-
-def _hist_gradient_boosting(task: Task, data: TrainingSet) -> FittedCandidate:
-    params: dict[str, Any] = {
-        "loss": "absolute_error",
-        "learning_rate": 0.05,
-        "max_iter": 300,
-        "max_leaf_nodes": 31,
-        "min_samples_leaf": 20,
-        "early_stopping": False,
-        "random_state": data.random_state,
-    }
-    # its binning fails on a column with no value at all (e.g. dueInMinutes where the source has no due dates)
-    columns = tuple(int(i) for i in np.flatnonzero(~np.all(np.isnan(data.x_train), axis=0)))
-    model = HistGradientBoostingRegressor(**params, categorical_features=_categorical_mask(data.encoder)[list(columns)])
-    model.fit(data.x_train[:, columns], data.y_train)
-    return FittedCandidate("hist_gradient_boosting", params, SklearnScorer(model, proba=False, columns=columns))
-
-
 CandidateFit = Callable[[Task, TrainingSet], FittedCandidate]
 
 CANDIDATES: dict[Task, dict[str, CandidateFit]] = {
-    "sla": {"logistic_regression": _logistic_regression, "random_forest": _random_forest, "xgboost": _xgboost},
-    "eta": {"random_forest": _random_forest, "hist_gradient_boosting": _hist_gradient_boosting, "xgboost": _xgboost},
+    "sla": {"xgboost": _xgboost},
+    "eta": {"xgboost": _xgboost},
 }
 
 
