@@ -27,19 +27,9 @@ UNKNOWN_CODE = 0
 Rows = Sequence[Mapping[str, Any]] | pd.DataFrame
 
 
-def _missing(value: Any) -> bool:
-    return value is None or value != value  # NaN is the one value unequal to itself
-
-
-def _columns(rows: Rows, names: Sequence[str]) -> list[list[Any]]:
-    """Each named column as a list of values, missing ones as None or NaN."""
-    if isinstance(rows, pd.DataFrame):
-        # NaN, NaT and pd.NA all become None: pd.NA has no truth value to test
-        return [
-            rows[name].astype(object).where(rows[name].notna(), None).tolist() if name in rows else [None] * len(rows)
-            for name in names
-        ]
-    return [[row.get(name) for row in rows] for name in names]
+def _records(frame: pd.DataFrame) -> list[dict[str, Any]]:
+    """A DataFrame's rows as dicts, NaN, NaT and pd.NA as None (pd.NA has no truth value to test)."""
+    return frame.astype(object).where(frame.notna(), None).to_dict(orient="records")  # type: ignore[return-value]
 
 
 @dataclass(frozen=True)
@@ -77,14 +67,23 @@ class FeatureEncoder:
         return tuple(len(vocab) + 1 for vocab in self.vocabularies)
 
     def encode(self, rows: Rows) -> np.ndarray:
-        """The one encoding, column by column: a request, a batch, a pyfunc DataFrame and training all take it."""
-        out = np.empty((len(rows), len(self.categorical) + len(self.numeric)), dtype=np.float32)
-        values = _columns(rows, self.columns)
-        for i, vocab in enumerate(self.vocabularies):
-            out[:, i] = [math.nan if _missing(v) else vocab.get(str(v), UNKNOWN_CODE) for v in values[i]]
-        for j in range(len(self.categorical), out.shape[1]):
-            out[:, j] = [math.nan if _missing(v) else float(v) for v in values[j]]
-        return out
+        """The one encoding, row by row: a request, a batch, a pyfunc DataFrame and training all take it.
+
+        Row-wise Python on purpose: a request is one row, and per-column numpy calls would cost more than its
+        whole prediction. NaN counts as missing too (`v != v`), as a DataFrame or a hand-built dict may hold it.
+        """
+        if isinstance(rows, pd.DataFrame):
+            rows = _records(rows)
+        categorical = tuple(zip(self.categorical, self.vocabularies, strict=True))
+        matrix = [
+            [
+                math.nan if (v := row.get(c)) is None or v != v else vocab.get(str(v), UNKNOWN_CODE)
+                for c, vocab in categorical
+            ]
+            + [math.nan if (v := row.get(c)) is None or v != v else float(v) for c in self.numeric]
+            for row in rows
+        ]
+        return np.array(matrix, dtype=np.float32).reshape(len(matrix), len(categorical) + len(self.numeric))
 
 
 class CompiledTrees:

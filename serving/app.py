@@ -26,7 +26,7 @@ from serving.job_store import JobStore, make_engine
 from serving.jobs import TrainingJobs
 from serving.metrics import ObservabilityMiddleware, ServingMetrics
 from serving.model_store import ModelStore, RegistryLoader
-from serving.routes import document_bodies, router
+from serving.routes import add_prediction_routes, document_bodies, router
 from serving.settings import ServingSettings
 
 log = logging.getLogger("osml.serving")
@@ -113,6 +113,7 @@ def create_app(settings: ServingSettings | None = None) -> FastAPI:
     app.state.metrics = metrics
     app.state.settings = settings
     install_error_handlers(app)
+    add_prediction_routes(app.router)  # first: the routes matched most often are tried first
     app.include_router(router)
 
     def openapi() -> dict[str, Any]:
