@@ -49,24 +49,10 @@ class DataPlane:
     # -- predictions (CPU only, microseconds per row) --
 
     def predict(self, requests: Sequence[PredictRequest]) -> tuple[str, list[dict[str, Any]]]:
-        """The one prediction path (/predict is a batch of one): the pair's version and one answer per request,
-        each shaped as /predict answers, all from the same pair."""
-        pair = self.active()
-        rows = [request.features.model_dump() for request in requests]
-        # Python's round on Python floats: per-value numpy calls would cost a one-row request more than its model
-        sla = [round(v, 4) for v in pair.sla.predict(rows).tolist()]
-        eta = [max(round(v), 0) for v in pair.eta.predict(rows).tolist()]
-        version = pair.model_version
-        self._metrics.predictions.labels(version).inc(len(rows))
-        return version, [
-            {
-                "requestId": request.requestId,
-                "orderId": request.orderId,
-                "modelVersion": version,
-                "predictions": {"slaRisk": s, "etaMinutes": e},
-            }
-            for request, s, e in zip(requests, sla, eta, strict=True)
-        ]
+        """/predict (a batch of one) and /predict/batch: see `predict_with`."""
+        version, answers = predict_with(self.active(), requests)
+        self._metrics.predictions.labels(version).inc(len(answers))
+        return version, answers
 
     # -- model versions (blocking: registry I/O and model loading) --
 
@@ -117,6 +103,25 @@ class DataPlane:
 
     def training_job(self, job_id: str) -> dict[str, Any]:
         return job_view(self.jobs.get(job_id))
+
+
+def predict_with(pair: ActivePair, requests: Sequence[PredictRequest]) -> tuple[str, list[dict[str, Any]]]:
+    """The one prediction path (the facade's routes, the worker's in-process scorer): the pair's version and one
+    answer per request, each shaped as /predict answers, all from the same pair."""
+    rows = [request.features.model_dump() for request in requests]
+    # Python's round on Python floats: per-value numpy calls would cost a one-row request more than its model
+    sla = [round(v, 4) for v in pair.sla.predict(rows).tolist()]
+    eta = [max(round(v), 0) for v in pair.eta.predict(rows).tolist()]
+    version = pair.model_version
+    return version, [
+        {
+            "requestId": request.requestId,
+            "orderId": request.orderId,
+            "modelVersion": version,
+            "predictions": {"slaRisk": s, "etaMinutes": e},
+        }
+        for request, s, e in zip(requests, sla, eta, strict=True)
+    ]
 
 
 def job_view(job: Job) -> dict[str, Any]:

@@ -8,11 +8,13 @@ import contextlib
 import logging
 from typing import Final
 
+from osml.conventions import tracking_uri
 from worker.amqp import Delivery, RawChannel, json_properties, publish_confirmed, reconnecting, session
 from worker.facade_client import FacadeClient
 from worker.migrate import migrated_on_start
 from worker.processing import BatchProcessor, DeadLetter
 from worker.resilience import Backoff, CircuitBreaker
+from worker.scoring import Scorer
 from worker.settings import WorkerSettings
 from worker.store import PredictionStore
 from worker.topology import DEAD_LETTER_QUEUE, DETAIL_HEADER, REASON_HEADER, REQUESTED_QUEUE
@@ -126,12 +128,20 @@ async def run_worker(settings: WorkerSettings, stop: asyncio.Event) -> None:
         settings.database_url, enabled=settings.migrate_on_start, backoff=backoff, stop=stop
     ):
         return
-    facade = FacadeClient(
-        base_url=settings.facade_url,
-        api_key=settings.predict_api_key.get_secret_value() if settings.predict_api_key else None,
-        timeout_s=settings.facade_timeout_s,
-        breaker=CircuitBreaker(failure_threshold=settings.breaker_failure_threshold, reset_s=settings.breaker_reset_s),
-    )
+    facade: Scorer
+    if settings.worker_scorer == "in-process":
+        from worker.local_scorer import InProcessScorer  # imports the serving stack only when asked to
+
+        facade = InProcessScorer(tracking_uri=tracking_uri(), poll_seconds=settings.worker_model_poll_s)
+    else:
+        facade = FacadeClient(
+            base_url=settings.facade_url,
+            api_key=settings.predict_api_key.get_secret_value() if settings.predict_api_key else None,
+            timeout_s=settings.facade_timeout_s,
+            breaker=CircuitBreaker(
+                failure_threshold=settings.breaker_failure_threshold, reset_s=settings.breaker_reset_s
+            ),
+        )
     store = PredictionStore(settings.database_url)
     processor = BatchProcessor(facade=facade, store=store, backoff=backoff, stop=stop)
     try:

@@ -14,8 +14,9 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from worker.events import InvalidEvent, PredictionRequested, parse_requested, ready_for
-from worker.facade_client import FacadeClient, FacadeRejected, Prediction, PredictItem
+from worker.facade_client import FacadeRejected, Prediction, PredictItem
 from worker.resilience import Backoff, retry_transient
+from worker.scoring import Scorer
 from worker.store import PredictionRecord, PredictionStore, eta_whole_minutes, sla_risk_4dp
 from worker.topology import READY_KEY
 
@@ -46,7 +47,7 @@ class BatchProcessor:
     def __init__(
         self,
         *,
-        facade: FacadeClient,
+        facade: Scorer,
         store: PredictionStore,
         backoff: Backoff,
         stop: asyncio.Event | None = None,
