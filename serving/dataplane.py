@@ -108,7 +108,9 @@ class DataPlane:
 def predict_with(pair: ActivePair, requests: Sequence[PredictRequest]) -> tuple[str, list[dict[str, Any]]]:
     """The one prediction path (the facade's routes, the worker's in-process scorer): the pair's version and one
     answer per request, each shaped as /predict answers, all from the same pair."""
-    rows = [request.features.model_dump() for request in requests]
+    # a pydantic model keeps its validated fields in its instance dict: read as is, where `model_dump` would copy
+    # every row (a third of a large batch's prediction time)
+    rows = [vars(request.features) for request in requests]
     # Python's round on Python floats: per-value numpy calls would cost a one-row request more than its model
     sla = [round(v, 4) for v in pair.sla.predict(rows).tolist()]
     eta = [max(round(v), 0) for v in pair.eta.predict(rows).tolist()]
