@@ -1,4 +1,4 @@
-"""Metrics for both tasks and their naive baselines (ARCHITECTURE.md §3 names)."""
+"""Metrics for both tasks and their naive baselines, under the names the runs log (docs/model-card.md)."""
 
 from __future__ import annotations
 

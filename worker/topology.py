@@ -1,4 +1,4 @@
-"""RabbitMQ names and declarations (ARCHITECTURE.md §6): one topic exchange, routing key = event type."""
+"""RabbitMQ names and declarations (docs/worker.md): one topic exchange, routing key = event type."""
 
 from __future__ import annotations
 
