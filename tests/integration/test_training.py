@@ -84,15 +84,7 @@ def test_cli_trains_every_candidate_registers_and_activates(
 
     parent = client.get_run(pair.sla.run_id).data.tags["mlflow.parentRunId"]
     children = _child_runs(client, parent)
-    assert set(children) == {
-        "sla/logistic_regression",
-        "sla/random_forest",
-        "sla/xgboost",
-        "eta/random_forest",
-        "eta/hist_gradient_boosting",
-        "eta/xgboost",
-        "clusters/kmeans",
-    }
+    assert set(children) == {"sla/xgboost", "eta/xgboost", "clusters/kmeans"}
     for name, run in children.items():
         expected = {"sla": "auc", "eta": "mae_minutes", "clusters": "silhouette"}[name.split("/")[0]]
         assert expected in run.data.metrics, name
