@@ -63,7 +63,7 @@ class _Meta(BaseModel):
 
 
 def save(model: RuntimeModel, directory: Path) -> Path:
-    """Write `model` into `directory` (created; must not hold an older model) and return it."""
+    """Write `model` into `directory` (created when missing; its files are overwritten) and return it."""
     directory.mkdir(parents=True, exist_ok=True)
     encoder, scorer = model.encoder, model.scorer
     calibration = None
