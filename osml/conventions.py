@@ -1,4 +1,4 @@
-"""MLflow naming conventions shared by training, serving and the stack (ARCHITECTURE.md §3)."""
+"""MLflow naming conventions shared by training, serving and the stack (docs/serving.md, docs/model-card.md)."""
 
 from __future__ import annotations
 

@@ -1,9 +1,4 @@
-"""What a loaded model offers the facade, beyond MLflow's pyfunc `predict(DataFrame)`.
-
-Training logs each model as an MLflow pyfunc whose python model implements this protocol, so the facade
-unwraps it (`mlflow.pyfunc.load_model(uri).unwrap_python_model()`) and predicts on plain dicts without
-building a DataFrame per request (the pyfunc wrapper costs ~0.5 ms/row; this path is ~10x cheaper).
-"""
+"""What serving needs of a loaded model: `osml.runtime` models implement it, test doubles stand in for them."""
 
 from __future__ import annotations
 
@@ -17,8 +12,9 @@ import numpy as np
 class OrderPredictor(Protocol):
     """SLA models return calibrated breach probabilities; ETA models return minutes (>= 0)."""
 
-    schema_version: str
+    @property
+    def schema_version(self) -> str: ...
 
-    def predict_one(self, features: Mapping[str, Any]) -> float: ...
-
-    def predict_many(self, rows: Sequence[Mapping[str, Any]]) -> np.ndarray: ...
+    def predict(self, rows: Sequence[Mapping[str, Any]]) -> np.ndarray:
+        """One float per row of features (dicts shaped like a /predict `features` object)."""
+        ...

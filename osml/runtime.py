@@ -1,8 +1,8 @@
-"""Runtime model objects: what training logs as MLflow pyfunc and what serving predicts with.
+"""Runtime models: what training builds, `osml.model_files` saves as data, and serving and the pyfunc predict with.
 
-Each model is an `mlflow.pyfunc.PythonModel` (so `mlflow models serve` answers DataFrame requests) and an
-`osml.predictor.OrderPredictor` (so the facade predicts on plain dicts). The single-row path is plain
-Python + numpy: a DataFrame per request would cost more than the model itself.
+Every model is an XGBoost booster behind a `FeatureEncoder`: `predict(rows)` is the one prediction path, for
+one row (a /predict request) or many (/predict/batch, the pyfunc's DataFrame, training's evaluation). This
+module imports no MLflow: it is shipped inside each registered model (`osml.model_files.RUNTIME_MODULES`).
 """
 
 from __future__ import annotations
@@ -15,18 +15,26 @@ from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
-from mlflow.pyfunc import PythonModel
 
 from osml.schema import SCHEMAS
 
 # Code 0 of every categorical column is the reserved bucket for values unseen (or too rare) in training;
-# a missing value is NaN, which every candidate family handles (natively or by imputation).
+# a missing value is NaN, which XGBoost routes down each split's default branch.
 UNKNOWN_CODE = 0
+
+# Rows to predict: dicts shaped like a /predict `features` object (absent or None = missing), or a DataFrame
+# with those columns (absent column or NaN = missing).
+Rows = Sequence[Mapping[str, Any]] | pd.DataFrame
+
+
+def _records(frame: pd.DataFrame) -> list[dict[str, Any]]:
+    """A DataFrame's rows as dicts, NaN, NaT and pd.NA as None (pd.NA has no truth value to test)."""
+    return frame.astype(object).where(frame.notna(), None).to_dict(orient="records")  # type: ignore[return-value]
 
 
 @dataclass(frozen=True)
 class FeatureEncoder:
-    """Maps camelCase feature dicts (or a DataFrame of them) to float32 rows: categorical codes, then numerics."""
+    """Maps feature rows to float32 matrices: categorical codes, then numerics; NaN = missing."""
 
     schema_version: str
     categorical: tuple[str, ...]
@@ -58,49 +66,24 @@ class FeatureEncoder:
         """Number of codes per categorical column (vocabulary + the unknown bucket)."""
         return tuple(len(vocab) + 1 for vocab in self.vocabularies)
 
-    def _fill(self, row: np.ndarray, features: Mapping[str, Any]) -> None:
-        for i, (column, vocab) in enumerate(zip(self.categorical, self.vocabularies, strict=True)):
-            value = features.get(column)
-            row[i] = math.nan if value is None else vocab.get(str(value), UNKNOWN_CODE)
-        offset = len(self.categorical)
-        for j, column in enumerate(self.numeric):
-            value = features.get(column)
-            row[offset + j] = math.nan if value is None else float(value)
+    def encode(self, rows: Rows) -> np.ndarray:
+        """The one encoding, row by row: a request, a batch, a pyfunc DataFrame and training all take it.
 
-    def encode_one(self, features: Mapping[str, Any]) -> np.ndarray:
-        row = np.empty((1, len(self.categorical) + len(self.numeric)), dtype=np.float32)
-        self._fill(row[0], features)
-        return row
-
-    def encode_many(self, rows: Sequence[Mapping[str, Any]]) -> np.ndarray:
-        out = np.empty((len(rows), len(self.categorical) + len(self.numeric)), dtype=np.float32)
-        for i, features in enumerate(rows):
-            self._fill(out[i], features)
-        return out
-
-    def encode_frame(self, frame: pd.DataFrame) -> np.ndarray:
-        """Vectorised twin of `encode_many` for training and pyfunc batches; absent columns count as missing."""
-        out = np.empty((len(frame), len(self.categorical) + len(self.numeric)), dtype=np.float32)
-        for i, (column, vocab) in enumerate(zip(self.categorical, self.vocabularies, strict=True)):
-            if column not in frame:
-                out[:, i] = np.nan
-                continue
-            values = frame[column]
-            present = values.notna().to_numpy()
-            codes = values[present].astype(str).map(vocab).fillna(UNKNOWN_CODE).to_numpy(dtype=np.float32)
-            out[:, i] = np.nan
-            out[present, i] = codes
-        offset = len(self.categorical)
-        for j, column in enumerate(self.numeric):
-            if column not in frame:
-                out[:, offset + j] = np.nan
-            else:
-                out[:, offset + j] = pd.to_numeric(frame[column], errors="coerce").to_numpy(dtype=np.float32)
-        return out
-
-
-# A scorer maps encoded rows to raw model outputs (a score for SLA, log1p-minutes for ETA).
-Scorer = Callable[[np.ndarray], np.ndarray]
+        Row-wise Python on purpose: a request is one row, and per-column numpy calls would cost more than its
+        whole prediction. NaN counts as missing too (`v != v`), as a DataFrame or a hand-built dict may hold it.
+        """
+        if isinstance(rows, pd.DataFrame):
+            rows = _records(rows)
+        categorical = tuple(zip(self.categorical, self.vocabularies, strict=True))
+        matrix = [
+            [
+                math.nan if (v := row.get(c)) is None or v != v else vocab.get(str(v), UNKNOWN_CODE)
+                for c, vocab in categorical
+            ]
+            + [math.nan if (v := row.get(c)) is None or v != v else float(v) for c in self.numeric]
+            for row in rows
+        ]
+        return np.array(matrix, dtype=np.float32).reshape(len(matrix), len(categorical) + len(self.numeric))
 
 
 class CompiledTrees:
@@ -113,6 +96,10 @@ class CompiledTrees:
     margin plus the leaves summed in float32 in tree order, so margins agree bit for bit. `XGBoostScorer` checks
     that agreement before using it, so a format surprise can cost speed, never accuracy. The generated source
     holds only numbers read from the booster.
+
+    The trees are read from the booster's JSON model (`save_raw("json")`), the format XGBoost documents with a
+    published JSON schema. Its other public views do not serve: `trees_to_dataframe` and `get_dump` go through a
+    text dump whose rounded thresholds would not agree bit for bit, and neither gives the categorical sets.
     """
 
     # Beyond these the source (and its compile time) outgrows the gain; such models take `inplace_predict`.
@@ -126,7 +113,7 @@ class CompiledTrees:
         depth = max((_tree_depth(tree["left_children"], tree["right_children"]) for tree in trees), default=1)
         if n_nodes > self.MAX_NODES or depth > self.MAX_DEPTH:
             raise ValueError(f"{len(trees)} trees, {n_nodes} nodes, depth {depth}: too large to compile")
-        n_features = int(model["learner"]["learner_model_param"]["num_feature"])
+        n_features = booster.num_features()
         categorical: set[int] = set()
         expressions = [_tree_expression(tree, categorical) for tree in trees]
         width = 1 + max((max(tree["categories"]) for tree in trees if tree["categories"]), default=0)
@@ -166,7 +153,6 @@ def _tree_expression(tree: dict[str, Any], categorical: set[int]) -> str:
             goes_left = f"c{f} not in {{{', '.join(map(str, members))}}}" if members else "True"
         else:
             goes_left = f"x{f} < {float(np.float32(condition[node]))!r}"  # NaN < t is False
-        # NaN is the one value unequal to itself
         test = f"(x{f} != x{f} or {goes_left})" if default_left[node] else f"(x{f} == x{f} and {goes_left})"
         return f"({expression(left[node])} if {test} else {expression(right[node])})"
 
@@ -181,9 +167,13 @@ def _tree_depth(left: Sequence[int], right: Sequence[int]) -> int:
     return depth
 
 
-# objective -> inverse link from margin to prediction; a base_score is stored on the prediction scale
+def _sigmoid(margin: np.ndarray) -> np.ndarray:
+    return np.asarray(1.0 / (1.0 + np.exp(-margin)))
+
+
+# objective -> inverse link from margin to prediction (None: identity); a base_score is on the prediction scale
 _LINKS: dict[str, Callable[[np.ndarray], np.ndarray] | None] = {
-    "binary:logistic": lambda margin: 1.0 / (1.0 + np.exp(-margin)),
+    "binary:logistic": _sigmoid,
     "reg:squarederror": None,
     "reg:absoluteerror": None,
     "reg:pseudohubererror": None,
@@ -195,31 +185,20 @@ class XGBoostScorer:
     """Margins from the booster (batches, `inplace_predict`) or `CompiledTrees` (single rows, once verified on
     `sample` to agree exactly), then the objective's inverse link in float64: both paths give the same numbers.
 
-    Only the booster and the sample are pickled; everything else is rebuilt at load, so a model keeps loading
-    (and runs the current single-row code) after this module changes.
+    `sample` is saved with the booster (`osml.model_files`), so every load compiles and verifies again with the
+    code then installed.
     """
 
     def __init__(self, booster: Any, sample: np.ndarray | None = None) -> None:
         self.booster = booster
         self.sample = None if sample is None or not len(sample) else np.asarray(sample, dtype=np.float32)
-        self._prepare()
-
-    def __getstate__(self) -> dict[str, Any]:
-        return {"booster": self.booster, "sample": self.sample}
-
-    def __setstate__(self, state: dict[str, Any]) -> None:
-        self.booster = state["booster"]
-        self.sample = state.get("sample")  # absent from models pickled before 2026-11-27: batch path only
-        self._prepare()
-
-    def _prepare(self) -> None:
         # one request = one row: threads only add hand-off latency
         self.booster.set_param({"nthread": 1})
         learner = json.loads(self.booster.save_config())["learner"]
-        objective = learner["objective"]["name"]
-        if objective not in _LINKS:
-            raise ValueError(f"unsupported XGBoost objective {objective!r}")
-        self.link = _LINKS[objective]
+        self.objective: str = learner["objective"]["name"]
+        if self.objective not in _LINKS:
+            raise ValueError(f"unsupported XGBoost objective {self.objective!r}")
+        self.link = _LINKS[self.objective]
         self.compiled: CompiledTrees | None = None
         if self.sample is not None:
             base_score = np.float32(str(learner["learner_model_param"]["base_score"]).strip("[]"))
@@ -245,28 +224,8 @@ class XGBoostScorer:
         return margins if self.link is None else self.link(margins)
 
 
-class SklearnScorer:
-    """A fitted scikit-learn estimator: the positive-class probability of a classifier, else `predict`.
-
-    `columns` selects the encoded columns the estimator was fitted on (None = all of them).
-    """
-
-    def __init__(self, estimator: Any, *, proba: bool, columns: tuple[int, ...] | None = None) -> None:
-        self.estimator = estimator
-        self.proba = proba
-        self.columns = None if columns is None else list(columns)
-
-    def __call__(self, rows: np.ndarray) -> np.ndarray:
-        if self.columns is not None:
-            rows = rows[:, self.columns]
-        if self.proba:
-            return np.asarray(self.estimator.predict_proba(rows)[:, 1], dtype=np.float64)
-        if rows.shape[0] == 1 and hasattr(self.estimator, "_raw_predict"):
-            # HistGradientBoosting's predict opens an OpenMP team per call: 1 row on a busy box took 45 ms with
-            # 2 threads vs well under 1 ms with one. Its raw prediction takes the thread count.
-            raw = self.estimator._raw_predict(rows, n_threads=1).ravel()
-            return np.asarray(self.estimator._loss.link.inverse(raw), dtype=np.float64)
-        return np.asarray(self.estimator.predict(rows), dtype=np.float64)
+# What a runtime model scores with: encoded rows -> a score (SLA) or log1p-minutes (ETA).
+Scorer = XGBoostScorer
 
 
 @dataclass(frozen=True, eq=False)
@@ -282,10 +241,10 @@ class Calibrator:
     def __call__(self, scores: np.ndarray) -> np.ndarray:
         if self.method == "isotonic":
             return np.interp(scores, self.x, self.y)
-        return 1.0 / (1.0 + np.exp(-(self.slope * scores + self.intercept)))
+        return _sigmoid(self.slope * scores + self.intercept)
 
 
-class _RuntimeModel(PythonModel):
+class _RuntimeModel:
     def __init__(self, encoder: FeatureEncoder, scorer: Scorer) -> None:
         self.encoder = encoder
         self.scorer = scorer
@@ -297,21 +256,11 @@ class _RuntimeModel(PythonModel):
     def _finish(self, raw: np.ndarray) -> np.ndarray:
         raise NotImplementedError
 
-    def predict_one(self, features: Mapping[str, Any]) -> float:
-        return float(self._finish(self.scorer(self.encoder.encode_one(features)))[0])
-
-    def predict_many(self, rows: Sequence[Mapping[str, Any]]) -> np.ndarray:
-        if not rows:
+    def predict(self, rows: Rows) -> np.ndarray:
+        """One prediction per row, float64 (one row takes the compiled trees, more take the booster)."""
+        if not len(rows):
             return np.empty(0, dtype=np.float64)
-        return self._finish(self.scorer(self.encoder.encode_many(rows)))
-
-    def predict(self, context: Any, model_input: pd.DataFrame, params: dict[str, Any] | None = None) -> np.ndarray:
-        """The pyfunc entry (`mlflow models serve`, batch scoring): one prediction per DataFrame row."""
-        if not isinstance(model_input, pd.DataFrame):
-            model_input = pd.DataFrame(model_input)
-        if model_input.empty:
-            return np.empty(0, dtype=np.float64)
-        return self._finish(self.scorer(self.encoder.encode_frame(model_input)))
+        return self._finish(self.scorer(self.encoder.encode(rows)))
 
 
 class SlaRiskModel(_RuntimeModel):
@@ -326,7 +275,10 @@ class SlaRiskModel(_RuntimeModel):
 
 
 class EtaMinutesModel(_RuntimeModel):
-    """Minutes to resolution; the regressor was fitted on log1p(minutes) because durations are long-tailed."""
+    """Minutes to resolution; the booster was fitted on log1p(minutes) because durations are long-tailed."""
 
     def _finish(self, raw: np.ndarray) -> np.ndarray:
         return np.clip(np.expm1(raw), 0.0, None)
+
+
+RuntimeModel = SlaRiskModel | EtaMinutesModel

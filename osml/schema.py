@@ -1,6 +1,6 @@
 """The features schema, defined once for training, serving and the worker.
 
-Schema "1" is the seed's list (§3.3). Schema "2" adds optional context fields (location, subcategory,
+Schema "1" is the backend's original list. Schema "2" adds optional context fields (location, subcategory,
 assignment group, channel) that raise quality on real data; every v1 payload is a valid v2 payload.
 Schema "3" adds `assignmentGroupWorkloadOpen` (orders of the same assignment group open at that instant, the
 queue the order joins): on the UCI log it is what lifts SLA AUC and ETA error past the acceptance bar.
@@ -104,7 +104,7 @@ SUPPORTED_SCHEMA_VERSIONS: Final = frozenset(SCHEMAS)
 REQUIRED_FEATURES: Final = ("priority", "category", "createdHour", "createdDayOfWeek", "hasAssignee")
 
 
-# The seed's example order (§6.2), valid under every schema: OpenAPI examples, smoke tests, the printed curl, bench.
+# The example order of POST /predict (docs/serving.md), valid under every schema: OpenAPI examples, smoke tests, the printed curl, bench.
 SEED_EXAMPLE_FEATURES: Final[dict[str, Any]] = {
     "priority": "HIGH",
     "category": "TI",

@@ -11,8 +11,10 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from functools import cache
 from pathlib import Path
+from typing import Any
 
 from fastapi import FastAPI
+from fastapi.openapi.utils import get_openapi
 from mlflow import MlflowClient
 
 from osml import registry
@@ -21,11 +23,10 @@ from serving import webhook
 from serving.auth import ApiKeys
 from serving.dataplane import DataPlane
 from serving.errors import install_error_handlers
-from serving.fast_predict import PredictFastPath
 from serving.jobs import TrainingJobs
 from serving.metrics import ObservabilityMiddleware, ServingMetrics
 from serving.model_store import ModelStore, RegistryLoader
-from serving.routes import router
+from serving.routes import add_prediction_routes, document_bodies, router
 from serving.settings import ServingSettings
 
 log = logging.getLogger("osml.serving")
@@ -107,8 +108,16 @@ def create_app(settings: ServingSettings | None = None) -> FastAPI:
     app.state.metrics = metrics
     app.state.settings = settings
     install_error_handlers(app)
+    add_prediction_routes(app.router)  # first: the routes matched most often are tried first
     app.include_router(router)
-    predict_route = next(r for r in router.routes if getattr(r, "path", None) == "/predict")
-    app.add_middleware(PredictFastPath, state=app.state, route=predict_route)
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            app.openapi_schema = document_bodies(
+                get_openapi(title=app.title, version=app.version, summary=app.summary, routes=app.routes)
+            )
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
     app.add_middleware(ObservabilityMiddleware, metrics=metrics)  # added last: outermost, sees every request
     return app

@@ -54,5 +54,4 @@ def _require(scope: Scope) -> params.Depends:
     return Depends(dependency)
 
 
-PredictAccess = _require("predict")
 AdminAccess = _require("admin")

@@ -22,6 +22,7 @@ from pathlib import Path
 from mlflow import MlflowClient
 from mlflow.entities.model_registry import ModelVersion
 
+from osml import model_files
 from osml.predictor import OrderPredictor
 from osml.registry import ModelPair
 from osml.schema import SEED_EXAMPLE_FEATURES, SUPPORTED_SCHEMA_VERSIONS
@@ -55,14 +56,14 @@ def check_schema(pair: ModelPair) -> None:
 
 
 def smoke_test(model: OrderPredictor, model_version: str) -> None:
-    """A pair that cannot answer the seed's example (e.g. pickled against an older runtime) is never swapped in."""
+    """A pair that cannot answer the seed's example, alone and in a batch, is never swapped in."""
     try:
-        one = float(model.predict_one(SEED_EXAMPLE_FEATURES))
-        many = model.predict_many([SEED_EXAMPLE_FEATURES])
+        one = model.predict([SEED_EXAMPLE_FEATURES])
+        two = model.predict([SEED_EXAMPLE_FEATURES, SEED_EXAMPLE_FEATURES])
     except Exception as exc:
         raise ModelLoadFailed(f"model version {model_version} fails a smoke prediction: {exc!r}") from exc
-    if not math.isfinite(one) or len(many) != 1:
-        raise ModelLoadFailed(f"model version {model_version} answers the smoke prediction with {one!r}")
+    if len(one) != 1 or len(two) != 2 or not all(math.isfinite(float(v)) for v in (*one, *two)):
+        raise ModelLoadFailed(f"model version {model_version} answers the smoke prediction with {list(one)!r}")
 
 
 class RegistryLoader:
@@ -75,18 +76,21 @@ class RegistryLoader:
         self._client = MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
 
     def _predictor(self, version: ModelVersion) -> OrderPredictor:
+        """Only the model's data files are fetched and parsed (`osml.model_files`); its shipped code, MLmodel
+        and anything else in the registry are never run or unpickled here."""
         import mlflow.artifacts
-        import mlflow.pyfunc
 
         source = self._client.get_model_version_download_uri(version.name, version.version)
         destination = Path(tempfile.mkdtemp(prefix="model-", dir=self._cache_dir))
         local = mlflow.artifacts.download_artifacts(
-            artifact_uri=source, dst_path=str(destination), tracking_uri=self._tracking_uri
+            artifact_uri=f"{source.rstrip('/')}/artifacts/{model_files.ARTIFACT}",
+            dst_path=str(destination),
+            tracking_uri=self._tracking_uri,
         )
-        model = mlflow.pyfunc.load_model(local).unwrap_python_model()
-        if not isinstance(model, OrderPredictor):
-            raise ModelLoadFailed(f"{version.name} version {version.version} does not implement OrderPredictor")
-        return model
+        try:
+            return model_files.load(Path(local))
+        except model_files.ModelFileError as exc:
+            raise ModelLoadFailed(f"{version.name} version {version.version} is refused: {exc}") from exc
 
     def __call__(self, pair: ModelPair) -> ActivePair:
         check_schema(pair)

@@ -1,11 +1,10 @@
-"""Request and response bodies of the facade, exactly the seed's (§6) plus the batch and readiness extensions."""
+"""Request and response bodies of the facade: the endpoint table of docs/serving.md, byte for byte."""
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal, NotRequired, get_args, get_origin
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
-from typing_extensions import TypedDict  # pydantic needs this one on Python < 3.12
+from pydantic import BaseModel, ConfigDict, Field
 
 from osml.schema import SEED_EXAMPLE_PREDICT_BODY, Features
 
@@ -34,36 +33,9 @@ class PredictResponse(BaseModel):
 
 
 class PredictBatchRequest(BaseModel):
+    """/predict/batch: many /predict bodies, validated as the very same `PredictRequest`."""
+
     items: Annotated[list[PredictRequest], Field(min_length=1, max_length=MAX_BATCH_ITEMS)]
-
-
-def _dict_type(model: type[BaseModel]) -> Any:
-    """The same validation as `model`, producing plain dicts: derived field by field, so never a second schema.
-
-    Validating a 10,000-item batch into dicts costs about a third of building model instances and dumping them,
-    and the predictors want dicts anyway.
-    """
-
-    def convert(annotation: Any) -> Any:
-        if isinstance(annotation, type) and issubclass(annotation, BaseModel):
-            return _dict_type(annotation)
-        if get_origin(annotation) is list:
-            return list[convert(get_args(annotation)[0])]  # type: ignore[misc]
-        return annotation
-
-    fields: dict[str, Any] = {}
-    for name, info in model.model_fields.items():
-        annotation = convert(info.annotation)
-        if info.metadata:
-            annotation = Annotated[annotation, *info.metadata]
-        fields[name] = annotation if info.is_required() else NotRequired[annotation]
-    typed: Any = TypedDict(f"{model.__name__}Dict", fields)  # type: ignore[misc]
-    setattr(typed, "__pydantic_config__", ConfigDict(extra=model.model_config.get("extra") or "ignore"))  # noqa: B010
-    return typed
-
-
-# /predict/batch validates the raw body with this adapter, off the event loop (see routes.predict_batch)
-BATCH_ADAPTER: TypeAdapter[dict[str, Any]] = TypeAdapter(_dict_type(PredictBatchRequest))
 
 
 class PredictBatchResponse(BaseModel):

@@ -11,7 +11,7 @@ from osml.processes import VENV_BIN, free_port, http_ok, stop_process, wait_unti
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
-# The seed's example order (§6.2), written out here rather than imported from osml.schema, so that a change to
+# The example order of POST /predict (docs/serving.md), written out here rather than imported from osml.schema, so that a change to
 # the shared constant cannot quietly change what the tests check (test_validation compares the two).
 SEED_FEATURES: Final[dict[str, Any]] = {
     "priority": "HIGH",

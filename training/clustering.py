@@ -1,4 +1,4 @@
-"""KMeans over order patterns (seed §4.2): priority, category, when it was opened, how long it took."""
+"""KMeans over order patterns (docs/model-card.md, Clusters): priority, category, when it was opened, how long it took."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Labels (seed §3.2): `slaBreached` for the SLA-risk classifier and `resolutionMinutes` for the ETA regressor.
+"""Labels (docs/model-card.md): `slaBreached` for the SLA-risk classifier and `resolutionMinutes` for the ETA regressor.
 
 - An explicit `sla_breached` value wins where present (sources that know the outcome but have no `due_at`).
 - Otherwise a finished order is breached when `done_at > due_at`; no `due_at` means unlabeled.

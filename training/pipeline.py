@@ -9,18 +9,19 @@ pair's tags.
 
 from __future__ import annotations
 
+import tempfile
 import time
 import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
+from importlib.metadata import version
+from pathlib import Path
 from typing import Any
 
 import mlflow
 import numpy as np
 import pandas as pd
-import sklearn
-import xgboost
 from matplotlib import pyplot as plt
 from matplotlib.figure import Figure
 from mlflow import MlflowClient
@@ -30,7 +31,7 @@ from mlflow.models import ModelSignature
 from mlflow.types.schema import AnyType, ColSpec, Schema, TensorSpec
 from threadpoolctl import threadpool_limits
 
-from osml import conventions, registry, train_requests
+from osml import conventions, mlflow_model, model_files, registry, train_requests
 from osml.dataset_access import mask_secrets
 from osml.runtime import Calibrator, EtaMinutesModel, FeatureEncoder, SlaRiskModel, XGBoostScorer
 from osml.schema import CURRENT_SCHEMA_VERSION, REQUIRED_FEATURES, SCHEMAS
@@ -71,13 +72,9 @@ Progress = Callable[[float, str], None]
 # 720.5 or for a column with gaps, and MLflow refuses int64 -> double; the encoder coerces them to float.
 _LONG_FEATURES = frozenset({"createdHour", "createdDayOfWeek", "hasAssignee"})
 _NS_PER_DAY = 86_400 * 10**9
-_PIP_REQUIREMENTS = (
-    f"mlflow=={mlflow.__version__}",
-    f"xgboost=={xgboost.__version__}",
-    f"scikit-learn=={sklearn.__version__}",
-    f"numpy=={np.__version__}",
-    f"pandas=={pd.__version__}",
-)
+# What the registered model imports (osml/mlflow_model.py and osml.model_files.RUNTIME_MODULES), pinned to the
+# versions it was trained and tested with here.
+_PIP_REQUIREMENTS = tuple(f"{name}=={version(name)}" for name in ("mlflow", "xgboost", "numpy", "pandas", "pydantic"))
 
 
 @dataclass(frozen=True)
@@ -144,7 +141,7 @@ class _Encoded:
 
     def __init__(self, frame: TrainingFrame, rows: np.ndarray, schema_version: str) -> None:
         self.encoder = FeatureEncoder.fit(frame.features.iloc[rows], schema_version=schema_version)
-        self.x = self.encoder.encode_frame(frame.features)
+        self.x = self.encoder.encode(frame.features)
 
 
 class _Trainer:
@@ -405,10 +402,10 @@ def _records(features: pd.DataFrame) -> list[dict[str, Any]]:
 
 
 def _predict_one_ms(model: SlaRiskModel | EtaMinutesModel, rows: list[dict[str, Any]]) -> float:
-    model.predict_one(rows[0])  # warm-up
+    model.predict(rows[:1])  # warm-up
     started = time.perf_counter()
     for row in rows:
-        model.predict_one(row)
+        model.predict([row])
     return (time.perf_counter() - started) * 1000 / len(rows)
 
 
@@ -457,18 +454,28 @@ def _log_lineage(frame: TrainingFrame, split: TimeSplit, ref: str) -> None:
 def _register(
     outcome: _Outcome, *, name: str, output: str, example: pd.DataFrame, tags: dict[str, str]
 ) -> ModelVersion:
-    """Log the winner's pyfunc in its child run (with plots) and register it as a new version of `name`."""
-    with mlflow.start_run(run_id=outcome.run_id, nested=True):
-        mlflow.set_tag("osml.selected", "true")
-        _log_figures(outcome.figures())
-        info = mlflow.pyfunc.log_model(
-            name="model",
-            python_model=outcome.model,
-            signature=_signature(outcome.model.schema_version, output),
-            input_example=example,
-            pip_requirements=list(_PIP_REQUIREMENTS),
-        )
-    return mlflow.register_model(info.model_uri, name, tags=tags)
+    """Log the winner in its child run (with plots) and register it as a new version of `name`, linked to the run.
+
+    The model is MLflow "models from code": osml/mlflow_model.py is its pyfunc, the runtime modules are its code,
+    and its one artifact is the data directory of `osml.model_files` (no pickle anywhere).
+    """
+    with tempfile.TemporaryDirectory(prefix="osml-model-") as tmp:
+        files = model_files.save(outcome.model, Path(tmp) / model_files.ARTIFACT)
+        code = model_files.stage_runtime_code(Path(tmp) / "code")
+        with mlflow.start_run(run_id=outcome.run_id, nested=True):
+            mlflow.set_tag("osml.selected", "true")
+            _log_figures(outcome.figures())
+            mlflow.pyfunc.log_model(
+                name="model",
+                python_model=mlflow_model.__file__,
+                artifacts={model_files.ARTIFACT: str(files)},
+                code_paths=[str(code)],
+                signature=_signature(outcome.model.schema_version, output),
+                input_example=example,
+                pip_requirements=list(_PIP_REQUIREMENTS),
+            )
+    # through the run's URI, so that the version records its run (the UI links one to the other)
+    return mlflow.register_model(f"runs:/{outcome.run_id}/model", name, tags=tags)
 
 
 def _log_plain(experiment_id: str, trainer: _Trainer) -> None:

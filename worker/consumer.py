@@ -11,12 +11,14 @@ from typing import Final
 from prometheus_client import Counter
 from prometheus_client import Enum as EnumMetric
 
+from osml.conventions import tracking_uri
 from worker.amqp import Delivery, RawChannel, json_properties, publish_confirmed, reconnecting, session
 from worker.facade_client import FacadeAuthRejected, FacadeClient, FacadeRejected
 from worker.metrics import serve_metrics
 from worker.migrate import migrated_on_start
 from worker.processing import BatchProcessor, DeadLetter
 from worker.resilience import Backoff, BreakerState, CircuitBreaker, StopRequested, retry_transient
+from worker.scoring import Scorer
 from worker.settings import WorkerSettings
 from worker.store import PredictionStore
 from worker.topology import (
@@ -144,7 +146,7 @@ async def consume(settings: WorkerSettings, processor: BatchProcessor, stop: asy
             CONSUMED.inc(len(batch))
 
 
-async def facade_accepts_our_key(facade: FacadeClient, backoff: Backoff, stop: asyncio.Event) -> None:
+async def facade_accepts_our_key(facade: Scorer, backoff: Backoff, stop: asyncio.Event) -> None:
     """Before taking any message: wait for the facade, and learn whether it accepts our key (FacadeAuthRejected
     if not). An empty batch is the cheapest call that passes the key check: the facade answers it with a 400."""
     with contextlib.suppress(FacadeRejected):
@@ -159,16 +161,22 @@ async def run_worker(settings: WorkerSettings, stop: asyncio.Event) -> int:
         settings.database_url, enabled=settings.migrate_on_start, backoff=backoff, stop=stop
     ):
         return 0
-    facade = FacadeClient(
-        base_url=settings.facade_url,
-        api_key=settings.predict_api_key.get_secret_value() if settings.predict_api_key else None,
-        timeout_s=settings.facade_timeout_s,
-        breaker=CircuitBreaker(
-            failure_threshold=settings.breaker_failure_threshold,
-            reset_s=settings.breaker_reset_s,
-            on_change=lambda state: BREAKER_STATE.state(state),
-        ),
-    )
+    facade: Scorer
+    if settings.worker_scorer == "in-process":
+        from worker.local_scorer import InProcessScorer  # imports the serving stack only when asked to
+
+        facade = InProcessScorer(tracking_uri=tracking_uri(), poll_seconds=settings.worker_model_poll_s)
+    else:
+        facade = FacadeClient(
+            base_url=settings.facade_url,
+            api_key=settings.predict_api_key.get_secret_value() if settings.predict_api_key else None,
+            timeout_s=settings.facade_timeout_s,
+            breaker=CircuitBreaker(
+                failure_threshold=settings.breaker_failure_threshold,
+                reset_s=settings.breaker_reset_s,
+                on_change=lambda state: BREAKER_STATE.state(state),
+            ),
+        )
     store = PredictionStore(settings.database_url)
     processor = BatchProcessor(facade=facade, store=store, backoff=backoff, stop=stop)
     try:

@@ -1,4 +1,4 @@
-"""The two event bodies of seed §7.2 / §7.3 and their (de)serialisation.
+"""The two event bodies (docs/worker.md, Events) and their (de)serialisation.
 
 Identifiers are validated as UUIDs but kept as the strings the backend sent, so the READY event carries the
 order id byte for byte as it arrived.
@@ -33,7 +33,7 @@ class RequestedData(BaseModel):
 
 
 class PredictionRequested(BaseModel):
-    """seed §7.2; unknown top-level fields are ignored so the backend may add some."""
+    """ML_PREDICTION_REQUESTED; unknown top-level fields are ignored so the backend may add some."""
 
     model_config = ConfigDict(extra="ignore", frozen=True)
 
@@ -52,7 +52,7 @@ class ReadyData(BaseModel):
 
 
 class PredictionReady(BaseModel):
-    """seed §7.3, fields in the seed's order."""
+    """ML_PREDICTION_READY, fields in the documented order (docs/worker.md)."""
 
     model_config = ConfigDict(frozen=True)
 

@@ -15,8 +15,9 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from worker.events import InvalidEvent, PredictionRequested, parse_requested, ready_for
-from worker.facade_client import FacadeClient, FacadeMalformed, FacadeRejected, Prediction, PredictItem
+from worker.facade_client import FacadeMalformed, FacadeRejected, Prediction, PredictItem
 from worker.resilience import Backoff, retry_transient
+from worker.scoring import Scorer
 from worker.store import PredictionRecord, PredictionStore, StoreRejected, eta_whole_minutes, sla_risk_4dp
 from worker.topology import READY_KEY
 
@@ -50,7 +51,7 @@ class BatchProcessor:
     def __init__(
         self,
         *,
-        facade: FacadeClient,
+        facade: Scorer,
         store: PredictionStore,
         backoff: Backoff,
         stop: asyncio.Event | None = None,

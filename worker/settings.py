@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -18,6 +18,9 @@ class WorkerSettings(BaseSettings):
     broker_url: str = "amqp://guest:guest@127.0.0.1:5672/"
     database_url: str = "postgresql://postgres@127.0.0.1:5432/osml"
     facade_url: str = "http://127.0.0.1:8000"
+    # "in-process": predict in the worker itself, following the registry at MLFLOW_TRACKING_URI (no facade)
+    worker_scorer: Literal["facade", "in-process"] = "facade"
+    worker_model_poll_s: PositiveSeconds = 10.0
     predict_api_key: SecretStr | None = None
 
     # consumer: messages in hand at most (prefetch) and how many go into one /predict/batch + one transaction

@@ -1,6 +1,6 @@
 """Backend simulator: create orders, publish ML_PREDICTION_REQUESTED at a steady rate, collect the READY events.
 
-It plays the backend's part of seed §7.1 against the real broker: orders (optionally stored in a backend-like
+It plays the backend's part of the event flow (docs/worker.md) against the real broker: orders (optionally stored in a backend-like
 `orders` table), one REQUESTED event each, and its own queue bound to ML_PREDICTION_READY. The report gives how
 many answers came back and the latency from publishing REQUESTED to receiving READY.
 """

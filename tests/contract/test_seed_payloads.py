@@ -1,6 +1,6 @@
-"""The seed's payloads (§6.1-6.6), sent byte for byte to a real facade process serving a real trained pair.
+"""The backend's payloads for every endpoint of docs/serving.md, sent byte for byte to a real facade process serving a real trained pair.
 
-The facade runs as `osml serve` on an embedded store; the `s3://bucket/...` datasetRef of §6.3 is served by
+The facade runs as `osml serve` on an embedded store; the `s3://bucket/...` datasetRef of the /train example is served by
 moto's S3 server. Responses are compared by shape, types and status codes; values come from real models.
 """
 
@@ -26,7 +26,7 @@ from training.pipeline import train
 
 pytestmark = pytest.mark.contract
 
-# seed §6.2, §6.3, §6.6 request bodies, as printed there
+# the /predict, /train and /models/activate request bodies, exactly as the backend sends them
 SEED_PREDICT = b"""{
   "requestId": "uuid",
   "orderId": "uuid",
@@ -125,7 +125,7 @@ def _poll_job(facade: Facade, job_id: str, seen: list[dict[str, Any]]) -> dict[s
 
 
 def test_6_3_and_6_4_training_job(facade: Facade, synthetic_csv: Path) -> None:
-    # §6.3 exactly: the dataset is not in the bucket yet, so this job fails, with its reason
+    # the /train example exactly: the dataset is not in the bucket yet, so this job fails, with its reason
     response = httpx.post(f"{facade.url}/train", content=SEED_TRAIN, headers=facade.admin_headers)
     assert response.status_code == 202
     accepted = response.json()
@@ -152,14 +152,14 @@ def test_6_3_and_6_4_training_job(facade: Facade, synthetic_csv: Path) -> None:
     seen = []
     done = wait_until(lambda: _poll_job(facade, job_id, seen), timeout=300, interval=0.2, what="the job to finish")
 
-    # §6.4 while running: jobId, status, progress, modelVersion null
+    # GET /train/jobs/{jobId} while running: jobId, status, progress, modelVersion null
     for view in seen[:-1]:
         assert {"jobId", "status", "progress", "modelVersion"} <= set(view)
         assert view["status"] in {"queued", "running"} and view["modelVersion"] is None
         assert 0.0 <= view["progress"] <= 1.0
     progress = [v["progress"] for v in seen]
     assert progress == sorted(progress)
-    # §6.4 when finished
+    # GET /train/jobs/{jobId} when finished
     assert done["status"] == "done", done
     assert done["jobId"] == job_id
     assert MODEL_VERSION_PATTERN.match(done["modelVersion"])

@@ -131,11 +131,11 @@ def test_fast_pairs_get_sequential_versions_and_load_as_predictors(
 
     mlflow.set_tracking_uri(mlflow_tracking_server.url)
     sla_pyfunc = mlflow.pyfunc.load_model(pair.sla_uri)
-    sla = sla_pyfunc.unwrap_python_model()
-    eta = mlflow.pyfunc.load_model(pair.eta_uri).unwrap_python_model()
+    sla = sla_pyfunc.unwrap_python_model().model
+    eta = mlflow.pyfunc.load_model(pair.eta_uri).unwrap_python_model().model
     assert isinstance(sla, OrderPredictor) and isinstance(eta, OrderPredictor)
-    risk = sla.predict_one(SEED_FEATURES)
-    assert 0.0 <= risk <= 1.0 and eta.predict_one(SEED_FEATURES) >= 0.0
+    risk = float(sla.predict([SEED_FEATURES])[0])
+    assert 0.0 <= risk <= 1.0 and eta.predict([SEED_FEATURES])[0] >= 0.0
     via_pyfunc = sla_pyfunc.predict(pd.DataFrame([SEED_FEATURES]))
     assert float(via_pyfunc[0]) == pytest.approx(risk)
 

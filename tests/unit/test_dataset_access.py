@@ -12,8 +12,8 @@ import orjson
 import pytest
 
 from osml.dataset_access import mask_secrets, without_masked_password
-from osml.logs import JsonFormatter
 from osml.job_store import JobStore, make_engine
+from osml.logs import JsonFormatter
 from training.data.errors import DataError
 from training.data.orders import load_orders, validate_ref
 

@@ -1,4 +1,4 @@
-"""The canonical orders export (ARCHITECTURE.md §2) and its validation, shared by every source.
+"""The canonical orders export (its columns are listed below) and its validation, shared by every source.
 
 Every source (CSV, zip, folder, S3, PostgreSQL, the UCI adapter) hands its raw frame to `canonical_orders` /
 `canonical_history`, which check it and return one normalised shape:

@@ -33,13 +33,10 @@ class ArithmeticPredictor:
         self.base = base
         self.seen: list[Mapping[str, Any]] = []
 
-    def predict_one(self, features: Mapping[str, Any]) -> float:
-        self.seen.append(features)
-        due = features.get("dueInMinutes") or 0.0
-        return self.base + 0.1 * ["LOW", "MEDIUM", "HIGH", "CRITICAL"].index(features["priority"]) + due / 1e5
-
-    def predict_many(self, rows: Sequence[Mapping[str, Any]]) -> np.ndarray:
-        return np.array([self.predict_one(r) for r in rows])
+    def predict(self, rows: Sequence[Mapping[str, Any]]) -> np.ndarray:
+        self.seen.extend(rows)
+        rank = ["LOW", "MEDIUM", "HIGH", "CRITICAL"].index
+        return np.array([self.base + 0.1 * rank(f["priority"]) + (f.get("dueInMinutes") or 0.0) / 1e5 for f in rows])
 
 
 def active_pair(model_version: str, *, sla_base: float = 0.5, eta_base: float = 240.0) -> ActivePair:

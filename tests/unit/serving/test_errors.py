@@ -38,11 +38,8 @@ async def test_ready_is_503_until_a_pair_is_loaded(app: FastAPI, client: httpx.A
 class BrokenPredictor:
     schema_version = "2"
 
-    def predict_one(self, features: Mapping[str, Any]) -> float:
-        raise RuntimeError("secret internal detail /srv/model.pkl")
-
-    def predict_many(self, rows: Sequence[Mapping[str, Any]]) -> np.ndarray:
-        raise RuntimeError("secret internal detail /srv/model.pkl")
+    def predict(self, rows: Sequence[Mapping[str, Any]]) -> np.ndarray:
+        raise RuntimeError("secret internal detail /srv/model.ubj")
 
 
 async def test_an_unexpected_failure_is_500_without_details(app: FastAPI) -> None:
@@ -108,6 +105,17 @@ def test_openapi_documents_every_endpoint_and_error(app: FastAPI) -> None:
     }
     assert set(paths["/predict"]["post"]["responses"]) >= {"200", "400", "401", "403", "500"}
     assert set(paths["/models/activate"]["post"]["responses"]) >= {"200", "404", "409"}
-    batch_schema = paths["/predict/batch"]["post"]["requestBody"]["content"]["application/json"]["schema"]
-    assert batch_schema["properties"]["items"]["items"] == {"$ref": "#/components/schemas/PredictRequest"}
-    assert "PredictRequest" in spec["components"]["schemas"]
+    schemas = spec["components"]["schemas"]
+
+    def body_schema(path: str) -> dict[str, Any]:
+        operation = paths[path]["post"]
+        assert operation["security"] == [{"APIKeyHeader": []}]
+        ref = operation["requestBody"]["content"]["application/json"]["schema"]["$ref"]
+        return schemas[ref.rsplit("/", 1)[1]]  # type: ignore[no-any-return]
+
+    single = body_schema("/predict")
+    assert set(single["required"]) == {"requestId", "orderId", "features"}
+    assert single["properties"]["features"] == {"$ref": "#/components/schemas/Features"}
+    batch = body_schema("/predict/batch")
+    assert batch["properties"]["items"]["items"] == {"$ref": "#/components/schemas/PredictRequest"}
+    assert "Priority" in schemas

@@ -7,6 +7,7 @@ import contextlib
 import threading
 import time
 
+import numpy as np
 import pytest
 from mlflow.entities.model_registry import ModelVersion, ModelVersionTag
 from mlflow.exceptions import MlflowException
@@ -195,11 +196,8 @@ def test_swaps_report_the_new_version(registry: Registry, loader: Loader) -> Non
 class NaNPredictor:
     schema_version = "2"
 
-    def predict_one(self, features: object) -> float:
-        return float("nan")
-
-    def predict_many(self, rows: list[object]) -> list[float]:
-        return [float("nan")] * len(rows)
+    def predict(self, rows: list[object]) -> np.ndarray:
+        return np.full(len(rows), np.nan)
 
 
 def test_a_model_that_cannot_predict_is_refused_at_load() -> None:

@@ -57,7 +57,7 @@ def _train_slice_only(csv: Path, task: Task, rounds_per_1000_rows: float) -> flo
     split = time_split(frame.created_at, test_size=0.2, groups=frame.order_id)
     encoder = FeatureEncoder.fit(frame.features.iloc[split.train], schema_version="3")
     target = (frame.sla if task == "sla" else np.log1p(frame.eta)).to_numpy(dtype=float)
-    x = encoder.encode_frame(frame.features)
+    x = encoder.encode(frame.features)
 
     def rows(block: np.ndarray) -> Rows:
         kept = block[np.isfinite(target[block])]
@@ -94,7 +94,7 @@ def test_the_served_model_saw_every_labelled_order(trained: tuple[str, TrainResu
     mlflow.set_tracking_uri(uri)
     pair = registry.find_pair(client, result.model_version)
     for model_uri in (pair.sla_uri, pair.eta_uri):
-        encoder = mlflow.pyfunc.load_model(model_uri).unwrap_python_model().encoder
+        encoder = mlflow.pyfunc.load_model(model_uri).unwrap_python_model().model.encoder
         assert LATE_SITE in encoder.vocabularies[encoder.categorical.index("location")]
 
 

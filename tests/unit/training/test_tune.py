@@ -26,7 +26,7 @@ def _folds(task: Task, orders: int = 1500) -> tuple[tuple[FoldRows, ...], float]
     folds = []
     for fold in split.folds:
         encoder = FeatureEncoder.fit(frame.features.iloc[fold.fit], schema_version="3")
-        x = encoder.encode_frame(frame.features)
+        x = encoder.encode(frame.features)
 
         def rows(block: np.ndarray, x: np.ndarray = x) -> Rows:
             kept = block[np.isfinite(target[block])]

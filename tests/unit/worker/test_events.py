@@ -10,7 +10,7 @@ from worker.events import InvalidEvent, parse_requested, ready_event_id, ready_f
 
 pytestmark = pytest.mark.unit
 
-# seed §7.2 with real ids in place of the placeholder "uuid"
+# the REQUESTED example of docs/worker.md with real ids in place of the placeholder "uuid"
 EVENT_ID = "0b9f3c2e-5d6a-4f7b-8c9d-0e1f2a3b4c5d"
 ORDER_ID = "7D5E3A10-1B2C-4D3E-8F40-5A6B7C8D9E0F"
 REQUESTED_BODY = {

@@ -1,4 +1,4 @@
-"""orders_prediction (seed §8.1) and the outbox of ML_PREDICTION_READY events
+"""orders_prediction (docs/worker.md) and the outbox of ML_PREDICTION_READY events
 
 Revision ID: 0001
 Revises:
