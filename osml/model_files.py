@@ -60,6 +60,8 @@ class _Meta(BaseModel):
     numeric: list[str]
     vocabularies: list[dict[str, Annotated[int, Field(ge=1)]]]
     calibration: _Calibration | None = None
+    # SLA: the label is the due-date rule, so an overdue order answers 1.0 (osml/runtime.py SlaRiskModel)
+    overdueIsBreach: bool = False
 
 
 def save(model: RuntimeModel, directory: Path) -> Path:
@@ -80,6 +82,7 @@ def save(model: RuntimeModel, directory: Path) -> Path:
         numeric=list(encoder.numeric),
         vocabularies=[dict(v) for v in encoder.vocabularies],
         calibration=calibration,
+        overdueIsBreach=isinstance(model, SlaRiskModel) and model.overdue_is_breach,
     )
     (directory / META_FILE).write_text(meta.model_dump_json(indent=1))
     scorer.booster.save_model(str(directory / BOOSTER_FILE))
@@ -128,7 +131,7 @@ def load(directory: Path) -> RuntimeModel:
         raise ModelFileError(f"{directory / META_FILE}: an SLA model needs its calibration")
     c = meta.calibration
     calibrator = Calibrator(c.method, x=np.asarray(c.x), y=np.asarray(c.y), slope=c.slope, intercept=c.intercept)
-    return SlaRiskModel(encoder, scorer, calibrator)
+    return SlaRiskModel(encoder, scorer, calibrator, overdue_is_breach=meta.overdueIsBreach)
 
 
 def stage_runtime_code(destination: Path) -> Path:

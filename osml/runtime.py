@@ -264,14 +264,31 @@ class _RuntimeModel:
 
 
 class SlaRiskModel(_RuntimeModel):
-    """Calibrated probability that the order breaches its SLA."""
+    """Calibrated probability that the order breaches its SLA.
 
-    def __init__(self, encoder: FeatureEncoder, scorer: Scorer, calibrator: Calibrator) -> None:
+    With `overdue_is_breach` (the model's label is the due-date rule, docs/features.md), an order predicted past
+    its due date (`dueInMinutes` < 0) has already breached: its risk is 1.0, whatever the trees say.
+    """
+
+    def __init__(
+        self, encoder: FeatureEncoder, scorer: Scorer, calibrator: Calibrator, *, overdue_is_breach: bool = False
+    ) -> None:
         super().__init__(encoder, scorer)
         self.calibrator = calibrator
+        self.overdue_is_breach = overdue_is_breach
+        self._due = encoder.columns.index("dueInMinutes") if "dueInMinutes" in encoder.columns else None
 
     def _finish(self, raw: np.ndarray) -> np.ndarray:
         return np.clip(self.calibrator(raw), 0.0, 1.0)
+
+    def predict(self, rows: Rows) -> np.ndarray:
+        if not len(rows):
+            return np.empty(0, dtype=np.float64)
+        x = self.encoder.encode(rows)
+        risk = self._finish(self.scorer(x))
+        if self.overdue_is_breach and self._due is not None:
+            risk[x[:, self._due] < 0] = 1.0  # NaN (no due date) compares False
+        return risk
 
 
 class EtaMinutesModel(_RuntimeModel):

@@ -90,3 +90,10 @@ def test_staged_runtime_code_is_the_package_modules_only(tmp_path: Path) -> None
     package = model_files.stage_runtime_code(tmp_path)
     assert sorted(p.name for p in package.iterdir()) == sorted(model_files.RUNTIME_MODULES)
     assert package.name == "osml"
+
+
+def test_the_due_date_rule_is_saved_with_an_sla_model(sla_model: SlaRiskModel, tmp_path: Path) -> None:
+    rule = SlaRiskModel(sla_model.encoder, sla_model.scorer, sla_model.calibrator, overdue_is_breach=True)
+    loaded = model_files.load(model_files.save(rule, tmp_path / "m"))
+    assert isinstance(loaded, SlaRiskModel) and loaded.overdue_is_breach
+    assert not model_files.load(model_files.save(sla_model, tmp_path / "n")).overdue_is_breach

@@ -184,3 +184,12 @@ def test_small_validation_slices_get_platt_scaling() -> None:
 def test_calibrator_output_is_clipped_probability() -> None:
     calibrator = Calibrator("isotonic", x=np.array([0.0, 1.0]), y=np.array([0.1, 0.9]))
     np.testing.assert_allclose(calibrator(np.array([-5.0, 0.5, 5.0])), [0.1, 0.5, 0.9])
+
+
+def test_an_overdue_order_has_breached_under_the_due_date_rule(sla_model: SlaRiskModel) -> None:
+    rule = SlaRiskModel(sla_model.encoder, sla_model.scorer, sla_model.calibrator, overdue_is_breach=True)
+    overdue, on_time, undated = ({**SEED_FEATURES, "dueInMinutes": d} for d in (-5, 5, None))
+    assert rule.predict([overdue])[0] == 1.0
+    assert sla_model.predict([overdue])[0] < 1.0, "without the rule the trees answer"
+    np.testing.assert_array_equal(rule.predict([on_time, undated]), sla_model.predict([on_time, undated]))
+    np.testing.assert_array_equal(rule.predict(pd.DataFrame([overdue, on_time]))[:1], [1.0])
