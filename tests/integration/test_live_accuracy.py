@@ -22,8 +22,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from sklearn.metrics import roc_auc_score
 
 from osml.conventions import EXPERIMENT_NAME, LIVE_EXPERIMENT_NAME
-from tests.integration import test_worker_events
-from tests.integration.test_worker_events import Pipeline
+from tests.conftest_worker import Pipeline
 from tests.support import VENV_BIN, free_port, start_process, stop_process, wait_until
 from training.data.canonical import OrdersData
 from training.data.postgres import load_into_postgres
@@ -35,9 +34,7 @@ pytestmark = pytest.mark.integration
 
 SLICE_ORDERS = 300
 
-# the event path's fixtures: a facade serving a trained pair, and worker processes on a fresh vhost and database
-facade = test_worker_events.facade
-pipeline = test_worker_events.pipeline
+# the event path's fixtures (`facade`, `pipeline`) come from tests/conftest_worker.py
 
 
 def _labelled_slice() -> tuple[pd.DataFrame, list[bytes]]:

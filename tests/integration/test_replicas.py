@@ -15,8 +15,7 @@ import orjson
 import pytest
 
 from osml import registry
-from tests.integration.test_serving_swap import pair_a_and_b, registry_client  # noqa: F401 (a fixture)
-from tests.integration.test_worker_events import (
+from tests.conftest_worker import (
     PREDICT_KEY,
     Broker,
     Facade,
@@ -25,6 +24,7 @@ from tests.integration.test_worker_events import (
     queue_column,
     requested_events,
 )
+from tests.integration.test_serving_swap import pair_a_and_b, registry_client  # noqa: F401 (a fixture)
 from tests.services import MlflowServer
 from tests.support import wait_until
 from worker.topology import DEAD_LETTER_QUEUE, REQUESTED_QUEUE
