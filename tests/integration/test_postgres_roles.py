@@ -101,7 +101,7 @@ def test_the_relay_marks_and_prunes_the_outbox_only(deployed: dict[str, str]) ->
 def test_the_facade_keeps_its_job_table_and_reads_no_predictions(deployed: dict[str, str]) -> None:
     store = JobStore(make_engine(_url(deployed["osml_db"], deployed["facade_role"])))
     store.create_schema()
-    job = store.create(dataset_ref="/data/orders.csv", train_config={}, owner="test")
+    job = store.create(dataset_ref="/data/orders.csv", train_config={})
     assert store.get(job.id) == job
     assert refused(deployed, "facade", "SELECT count(*) FROM orders_prediction")
     assert refused(deployed, "facade", "SELECT count(*) FROM outbox")

@@ -102,7 +102,7 @@ async def test_the_relay_declares_the_topology_but_reads_no_queue(broker: Broker
     connection = await aio_pika.connect(broker.url("relay"), timeout=10)
     async with connection:
         channel = await connection.channel()
-        declared = await topology.declare(channel)  # what its session declares on start, as the worker's does
+        declared = await topology.declare(connection, channel)  # what its session declares on start, as the worker's does
         assert await refused(declared.requested.get(fail=False))
 
 
@@ -110,7 +110,7 @@ async def test_the_worker_declares_and_consumes_its_queues_and_publishes_no_even
     connection = await aio_pika.connect(broker.url("worker"), timeout=10)
     async with connection:
         channel = await connection.channel()
-        await topology.declare(channel)  # what the worker declares on start
+        await topology.declare(connection, channel)  # what the worker declares on start
         for name in (topology.REQUESTED_QUEUE, topology.DEAD_LETTER_QUEUE):
             queue = await channel.declare_queue(name, passive=True)
             await queue.get(fail=False, no_ack=False)  # a consumer's read
