@@ -7,7 +7,8 @@ Each point stands next to the honest baseline for it, computed on the orders the
 - SLA: the weighted breach rate of the training snapshots in the bucket (one number per bucket, so its AUC is 0.5
   inside a bucket; over all mid-life snapshots the bucket rates are the "elapsed-bucket" baseline).
 
-Weights are renormalised inside each point so that every order with snapshots there counts once. The SLA rows
+Weights are renormalised inside each point, for the metrics and for the baselines alike, so that every order
+with snapshots there counts once. The SLA rows
 exclude snapshots whose breach is already known (due date passed under the due-date label rule): the runtime
 answers those with 1.0, so scoring the model on them would only flatter it.
 """
@@ -82,21 +83,21 @@ class PointBaselines:
         points: np.ndarray,
         remaining: np.ndarray,
         breached: np.ndarray,
-        weights: np.ndarray,
+        order_id: np.ndarray,
         sla_rows: np.ndarray,
     ) -> PointBaselines:
-        """`points`, `remaining`, `breached`, `weights` per training snapshot; `sla_rows` a mask of those whose
-        SLA outcome is still open (what the SLA model is scored on)."""
+        """`points`, `remaining`, `breached`, `order_id` per training snapshot; `sla_rows` a mask of those whose
+        SLA outcome is still open (what the SLA model is scored on). Each order counts once per point."""
         medians: dict[str, float] = {}
         rates: dict[str, float] = {}
         for name in (CREATION, *(b[0] for b in BUCKETS)):
             at = points == name
             eta = at & np.isfinite(remaining)
             if eta.any():
-                medians[name] = weighted_median(remaining[eta], weights[eta])
+                medians[name] = weighted_median(remaining[eta], once_per_order(order_id[eta]))
             sla = at & sla_rows & np.isfinite(breached)
             if sla.any():
-                rates[name] = weighted_mean(breached[sla], weights[sla])
+                rates[name] = weighted_mean(breached[sla], once_per_order(order_id[sla]))
         return cls(medians, rates)
 
 
@@ -122,7 +123,6 @@ def evaluate(
     elapsed_minutes: pd.Series,
     remaining: pd.Series,
     breached: pd.Series,
-    weights: pd.Series,
     sla_open: pd.Series,
     fitted_on: np.ndarray,
     sla: Scored,
@@ -136,11 +136,7 @@ def evaluate(
     open_sla = sla_open.to_numpy(dtype=bool)
     ids = order_id.to_numpy()
     baselines = PointBaselines.fit(
-        points[fitted_on],
-        y_eta[fitted_on],
-        y_sla[fitted_on],
-        weights.to_numpy(dtype=float)[fitted_on],
-        open_sla[fitted_on],
+        points[fitted_on], y_eta[fitted_on], y_sla[fitted_on], ids[fitted_on], open_sla[fitted_on]
     )
     records: list[dict[str, float | str]] = []
     metrics: dict[str, float] = {}

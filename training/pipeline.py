@@ -502,7 +502,6 @@ def _log_by_point(
         elapsed_minutes=frame.elapsed_minutes,
         remaining=frame.eta,
         breached=frame.sla,
-        weights=frame.weight,
         sla_open=~frame.breached_by_now,
         fitted_on=split.before_test,
         sla=sla.test,

@@ -34,7 +34,6 @@ def _frame() -> dict[str, pd.Series]:
         "elapsed_minutes": pd.Series(elapsed),
         "remaining": pd.Series(remaining),
         "breached": pd.Series(breached),
-        "weights": pd.Series(np.full(12, 0.5)),
         "sla_open": pd.Series(np.ones(12, dtype=bool)),
     }
 
