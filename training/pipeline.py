@@ -59,7 +59,7 @@ from training.evaluate import (
     regression_metrics,
     sla_baseline_metrics,
 )
-from training.features import TrainingFrame, build_training_frame
+from training.features import SNAPSHOTS_PER_ORDER, TrainingFrame, build_training_frame
 from training.split import TimeSplit, time_split
 from training.tracking import dataset_source, ensure_experiment
 from training.tune import DEFAULT_TUNE_SECONDS, Assessment, FoldRows, assess, search
@@ -547,10 +547,12 @@ def train(
     candidates: Sequence[str] | None = None,
     schema_version: str = CURRENT_SCHEMA_VERSION,
     tune_seconds: float = DEFAULT_TUNE_SECONDS,
+    snapshots_per_order: int = SNAPSHOTS_PER_ORDER,
 ) -> TrainResult:
     """Train, evaluate and register the SLA + ETA pair; raises DataError for bad data, ValueError for bad config.
 
-    `tune_seconds` bounds the configuration search of the `xgboost_tuned` candidates (half per task).
+    `tune_seconds` bounds the configuration search of the `xgboost_tuned` candidates (half per task);
+    `snapshots_per_order` caps each order's training rows on schema 4 (training time grows with it).
     """
     report: Progress = progress or (lambda _fraction, _message: None)
     names = tuple(candidates) if candidates is not None else None
@@ -560,10 +562,12 @@ def train(
         raise ValueError(f"test_size must be between 0 and 1 (exclusive), got {test_size}")
     if not np.isfinite(tune_seconds) or tune_seconds < 0:
         raise ValueError(f"tune_seconds must be a number of seconds >= 0, got {tune_seconds}")
+    if snapshots_per_order < 1:
+        raise ValueError(f"snapshots_per_order must be at least 1, got {snapshots_per_order}")
     report(0.0, f"loading {display_url(dataset_ref)}")
     data = load_orders(dataset_ref)
     report(0.08, f"building features (schema {schema_version}) for {len(data.orders)} orders")
-    frame = build_training_frame(data, schema_version=schema_version)
+    frame = build_training_frame(data, schema_version=schema_version, snapshots_per_order=snapshots_per_order)
     report(0.1, f"{len(frame.features)} snapshots of {frame.order_id.nunique()} orders")
     split = time_split(frame.created_at, test_size=test_size, groups=frame.order_id)
 
@@ -606,6 +610,7 @@ def train(
                 "labeled_rows": len(frame.features),
                 "labeled_orders": frame.order_id.nunique(),
                 "waiting_markers": ",".join(frame.waiting_markers),
+                "snapshots_per_order": snapshots_per_order,
                 "candidates": ",".join(names) if names else "all",
                 "tune_seconds": f"{tune_seconds:g}",  # as `mlflow run` logs the MLproject parameter
             }
