@@ -20,6 +20,10 @@ TAG_MODEL_VERSION: Final = "modelVersion"
 TAG_SCHEMA_VERSION: Final = "featuresSchemaVersion"
 TAG_TRAINED_AT: Final = "trainedAt"
 TAG_DATASET_REF: Final = "datasetRef"
+# how the SLA labels were made (training/labels.py): the runtime answers 1.0 for an overdue open order under "due_at"
+TAG_SLA_LABEL_RULE: Final = "osml.slaLabelRule"
+# the status-name markers that counted as waiting (the `pauses` feature), comma-separated
+TAG_WAITING_MARKERS: Final = "osml.waitingMarkers"
 
 MODEL_VERSION_PATTERN: Final = re.compile(r"^\d{4}-\d{2}-\d{2}_\d{3}$")
 

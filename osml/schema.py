@@ -99,7 +99,7 @@ SCHEMAS: Final[dict[str, tuple[tuple[str, ...], tuple[str, ...]]]] = {
     "3": (CATEGORICAL_V1 + CONTEXT_V2, NUMERIC_V3),
     "4": (CATEGORICAL_V1 + CONTEXT_V2 + LIFECYCLE_CATEGORICAL_V4, NUMERIC_V3 + LIFECYCLE_NUMERIC_V4),
 }
-CURRENT_SCHEMA_VERSION: Final = "3"
+CURRENT_SCHEMA_VERSION: Final = "4"
 SUPPORTED_SCHEMA_VERSIONS: Final = frozenset(SCHEMAS)
 REQUIRED_FEATURES: Final = ("priority", "category", "createdHour", "createdDayOfWeek", "hasAssignee")
 

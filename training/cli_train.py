@@ -68,6 +68,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--candidates", default="all", help="comma-separated candidates to try: xgboost, xgboost_tuned (default: all)"
     )
     add_tune_seconds(parser)
+    from training.features import SNAPSHOTS_PER_ORDER
+
+    parser.add_argument(
+        "--snapshots-per-order",
+        type=whole_number,
+        default=SNAPSHOTS_PER_ORDER,
+        help="cap on each order's training snapshots (schema 4; default %(default)s): the knob of training time",
+    )
 
 
 def _progress(fraction: float, message: str) -> None:
@@ -89,6 +97,7 @@ def run(args: argparse.Namespace) -> int:
             progress=_progress,
             candidates=candidates,
             tune_seconds=args.tune_seconds,
+            snapshots_per_order=args.snapshots_per_order,
         )
     except (DataError, ValueError) as exc:
         print(f"osml train: {exc}", file=sys.stderr)

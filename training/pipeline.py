@@ -35,7 +35,7 @@ from osml import conventions, mlflow_model, model_files, registry, train_request
 from osml.dataset_access import mask_secrets
 from osml.runtime import Calibrator, EtaMinutesModel, FeatureEncoder, SlaRiskModel, XGBoostScorer
 from osml.schema import CURRENT_SCHEMA_VERSION, REQUIRED_FEATURES, SCHEMAS
-from training import plots
+from training import by_point, plots
 from training.calibration import fit_calibrator
 from training.candidates import (
     DEFAULTS,
@@ -60,7 +60,7 @@ from training.evaluate import (
     regression_metrics,
     sla_baseline_metrics,
 )
-from training.features import TrainingFrame, build_training_frame
+from training.features import SNAPSHOTS_PER_ORDER, TrainingFrame, build_training_frame
 from training.split import TimeSplit, time_split
 from training.tracking import dataset_source, ensure_experiment
 from training.tune import DEFAULT_TUNE_SECONDS, Assessment, FoldRows, assess, search
@@ -84,6 +84,7 @@ class TrainResult:
     run_id: str  # parent run
     report: dict[str, float] = field(default_factory=dict)  # every parent-run metric (winners + baselines)
     chosen: dict[str, str] = field(default_factory=dict)  # task -> winning candidate
+    by_point: pd.DataFrame = field(default_factory=pd.DataFrame)  # training/by_point.py, one row per point
 
 
 @dataclass(frozen=True)
@@ -95,6 +96,7 @@ class _Outcome:
     model: SlaRiskModel | EtaMinutesModel
     metrics: dict[str, float]
     figures: Callable[[], dict[str, Figure]]  # drawn only for the winner
+    test: by_point.Scored  # the evaluation model's predictions on the test slice
 
 
 @dataclass(frozen=True)
@@ -155,7 +157,6 @@ class _Trainer:
         random_state: int,
         tune_seconds: float,
         progress: Progress,
-        weights: np.ndarray | None = None,
     ) -> None:
         self.experiment_id = experiment_id  # nested runs otherwise land in the default experiment
         self.frame = frame
@@ -163,7 +164,10 @@ class _Trainer:
         self.random_state = random_state
         self.tune_seconds = tune_seconds
         self.progress = progress
-        self.weights = np.ones(len(frame.features)) if weights is None else np.asarray(weights, dtype=np.float64)
+        self.weights = frame.weight.to_numpy(dtype=np.float64)  # each order weighs 1 over its snapshots
+        # a snapshot whose breach already happened (due date passed under the due-date rule) teaches and tests
+        # nothing: the runtime answers it with 1.0
+        self.sla_open = ~frame.breached_by_now.to_numpy(dtype=bool)
         self.days = frame.created_at.astype("datetime64[ns, UTC]").astype("int64").to_numpy() / _NS_PER_DAY
         before = self.days[split.before_test]
         self.span_days = max(float(before.max() - before.min()), 1.0 / 24)
@@ -175,7 +179,10 @@ class _Trainer:
 
     def _labelled(self, task: Task, block: np.ndarray) -> np.ndarray:
         target = self.frame.sla if task == "sla" else self.frame.eta
-        return block[np.isfinite(target.to_numpy(dtype=float)[block])]
+        kept = np.isfinite(target.to_numpy(dtype=float)[block])
+        if task == "sla":
+            kept &= self.sla_open[block]
+        return block[kept]
 
     def _rows(self, task: Task, encoded: _Encoded, block: np.ndarray) -> Rows:
         rows = self._labelled(task, block)
@@ -228,7 +235,7 @@ class _Trainer:
             with mlflow.start_run(run_name=f"{task}/{name}", nested=True, experiment_id=self.experiment_id) as child:
                 mlflow.set_tags({"osml.task": task, "osml.candidate": name})
                 candidate = self._evaluate(
-                    task, name, assessments[name], folds, evaluation_rows, test_rows, y_test, w_test, probe
+                    task, name, assessments[name], folds, evaluation_rows, test_rows, test_block, w_test, probe
                 )
                 scored.append(replace(candidate, outcome=replace(candidate.outcome, run_id=child.info.run_id)))
                 mlflow.log_metrics(_prefixed("baseline_", baseline))
@@ -244,6 +251,7 @@ class _Trainer:
             served,
             {**winner.outcome.metrics, **_prefixed("baseline_", baseline)},
             winner.outcome.figures,
+            winner.outcome.test,
         )
 
     def _plain(
@@ -281,11 +289,12 @@ class _Trainer:
         folds: tuple[FoldRows, ...],
         evaluation_rows: Rows,
         test_rows: Rows,
-        y_test: np.ndarray,
+        test_block: np.ndarray,
         w_test: np.ndarray,
         probe: list[dict[str, Any]],
     ) -> _Scored:
         """Refit on train + validation with the fold choices; its test metrics are the candidate's."""
+        y_test = (self.frame.sla if task == "sla" else self.frame.eta).to_numpy(dtype=float)[test_block]
         rounds = assessment.rounds(evaluation_rows)
         started = time.perf_counter()
         fitted = fit_booster(
@@ -316,7 +325,9 @@ class _Trainer:
             last = folds[-1].score
             raw_last = assessment.predictions[-1]
             calibrator = fit_calibrator(raw_last, last.y, last.w)
-            model: SlaRiskModel | EtaMinutesModel = SlaRiskModel(encoder, scorer, calibrator)
+            model: SlaRiskModel | EtaMinutesModel = SlaRiskModel(
+                encoder, scorer, calibrator, overdue_is_breach=self.frame.sla_label_rule == "due_at"
+            )
             p_last = calibrator(raw_last)
             threshold = choose_threshold(last.y, p_last, last.w)
             validation = classification_metrics(last.y, p_last, threshold, last.w)
@@ -325,6 +336,7 @@ class _Trainer:
             mlflow.log_params({"calibration": calibrator.method, "threshold": round(threshold, 6)})
             metrics = {**test, "threshold": threshold, **_prefixed("val_", validation)}
             figures = self._sla_figures(y_test, p_test, raw_test, threshold, encoder, fitted)
+            on_test = by_point.Scored(test_block, p_test)
         else:
             model = EtaMinutesModel(encoder, scorer)
             last = folds[-1].score
@@ -333,9 +345,10 @@ class _Trainer:
             test = regression_metrics(y_test, predicted, w_test)
             metrics = {**test, **_prefixed("val_", validation)}
             figures = self._eta_figures(y_test, predicted, encoder, fitted)
+            on_test = by_point.Scored(test_block, predicted)
         latency_ms = _predict_one_ms(model, probe)
         mlflow.log_metrics({**_prefixed("", metrics), "predict_one_ms": latency_ms})
-        return _Scored(name, assessment, calibrator, latency_ms, _Outcome("", name, model, metrics, figures))
+        return _Scored(name, assessment, calibrator, latency_ms, _Outcome("", name, model, metrics, figures, on_test))
 
     @staticmethod
     def _sla_figures(
@@ -384,7 +397,12 @@ class _Trainer:
             mlflow.log_params({"served_rows": len(rows), "served_rounds": rounds})
         if task == "sla":
             assert winner.calibrator is not None
-            return SlaRiskModel(self.served.encoder, scorer, winner.calibrator)
+            return SlaRiskModel(
+                self.served.encoder,
+                scorer,
+                winner.calibrator,
+                overdue_is_breach=self.frame.sla_label_rule == "due_at",
+            )
         return EtaMinutesModel(self.served.encoder, scorer)
 
 
@@ -428,11 +446,12 @@ def _choose(task: Task, scored: list[_Scored], plain_validation: float) -> _Scor
 
 
 def _log_lineage(frame: TrainingFrame, split: TimeSplit, ref: str) -> None:
-    """The datasets each slice came from, and which rows (and times) each model saw."""
+    """The datasets each slice came from (its orders at creation), and which rows (and times) each model saw."""
     source = dataset_source(ref)
     table = frame.features.assign(slaBreached=frame.sla, resolutionMinutes=frame.eta)
+    creation = frame.creation_rows()
     for context, rows in (("train", split.train), ("validation", split.validation), ("test", split.test)):
-        dataset = from_pandas(table.iloc[rows], source=source, name=f"orders-{context}")
+        dataset = from_pandas(table.iloc[np.intersect1d(rows, creation)], source=source, name=f"orders-{context}")
         mlflow.log_input(dataset, context=context)
     blocks = {
         "train": split.train,
@@ -446,6 +465,7 @@ def _log_lineage(frame: TrainingFrame, split: TimeSplit, ref: str) -> None:
         {f"{name}_rows": len(rows) for name, rows in blocks.items()}
         | {f"{name}_from": str(created.iloc[rows].min()) for name, rows in blocks.items()}
         | {f"{name}_to": str(created.iloc[rows].max()) for name, rows in blocks.items()}
+        | {f"{name}_orders": frame.order_id.iloc[rows].nunique() for name, rows in blocks.items()}
         | {"folds": len(split.folds)}
         | {f"fold_{i}_scores_from": str(created.iloc[fold.score].min()) for i, fold in enumerate(split.folds)}
     )
@@ -487,6 +507,39 @@ def _log_plain(experiment_id: str, trainer: _Trainer) -> None:
         mlflow.log_metrics(_prefixed("", trainer.plain | trainer.plain_validation))
 
 
+def _log_by_point(
+    frame: TrainingFrame, split: TimeSplit, sla: _Outcome, eta: _Outcome
+) -> tuple[pd.DataFrame, dict[str, float]]:
+    """The winners' test metrics per prediction point next to that point's baseline: a table and two plots."""
+    table, metrics = by_point.evaluate(
+        order_id=frame.order_id,
+        elapsed_minutes=frame.elapsed_minutes,
+        remaining=frame.eta,
+        breached=frame.sla,
+        sla_open=~frame.breached_by_now,
+        fitted_on=split.before_test,
+        sla=sla.test,
+        eta=eta.test,
+    )
+    mlflow.log_table(table, "evaluation/by_point.json")
+    mlflow.log_text(table.to_csv(index=False), "evaluation/by_point.csv")
+    figures = {}
+    if "eta_mae_minutes" in table:
+        figures["eta_mae_by_elapsed"] = plots.by_elapsed(
+            table,
+            "eta_mae_minutes",
+            "eta_baseline_mae_minutes",
+            ylabel="MAE of remaining minutes",
+            title="ETA by prediction point (test)",
+        )
+    if "sla_auc" in table:
+        figures["sla_auc_by_elapsed"] = plots.by_elapsed(
+            table, "sla_auc", "sla_baseline_auc", ylabel="ROC AUC", title="SLA by prediction point (test)"
+        )
+    _log_figures(figures)
+    return table, metrics
+
+
 def _plain_comparison(sla: _Outcome, eta: _Outcome, plain: dict[str, float]) -> dict[str, str]:
     sla_beats = sla.metrics["auc"] >= plain["auc"]
     eta_beats = eta.metrics["mae_minutes"] <= plain["mae_minutes"]
@@ -508,10 +561,12 @@ def train(
     candidates: Sequence[str] | None = None,
     schema_version: str = CURRENT_SCHEMA_VERSION,
     tune_seconds: float = DEFAULT_TUNE_SECONDS,
+    snapshots_per_order: int = SNAPSHOTS_PER_ORDER,
 ) -> TrainResult:
     """Train, evaluate and register the SLA + ETA pair; raises DataError for bad data, ValueError for bad config.
 
-    `tune_seconds` bounds the configuration search of the `xgboost_tuned` candidates (half per task).
+    `tune_seconds` bounds the configuration search of the `xgboost_tuned` candidates (half per task);
+    `snapshots_per_order` caps each order's training rows on schema 4 (training time grows with it).
     """
     report: Progress = progress or (lambda _fraction, _message: None)
     names = tuple(candidates) if candidates is not None else None
@@ -521,10 +576,13 @@ def train(
         raise ValueError(f"test_size must be between 0 and 1 (exclusive), got {test_size}")
     if not np.isfinite(tune_seconds) or tune_seconds < 0:
         raise ValueError(f"tune_seconds must be a number of seconds >= 0, got {tune_seconds}")
+    if snapshots_per_order < 1:
+        raise ValueError(f"snapshots_per_order must be at least 1, got {snapshots_per_order}")
     report(0.0, f"loading {mask_secrets(dataset_ref)}")
     data = load_orders(dataset_ref)
     report(0.08, f"building features (schema {schema_version}) for {len(data.orders)} orders")
-    frame = build_training_frame(data, schema_version=schema_version)
+    frame = build_training_frame(data, schema_version=schema_version, snapshots_per_order=snapshots_per_order)
+    report(0.1, f"{len(frame.features)} snapshots of {frame.order_id.nunique()} orders")
     split = time_split(frame.created_at, test_size=test_size, groups=frame.order_id)
 
     uri = tracking_uri or conventions.tracking_uri()
@@ -553,6 +611,7 @@ def train(
                 conventions.TAG_SCHEMA_VERSION: schema_version,
                 "osml.metrics_from": "evaluation model (refit on train + validation, scored on test)",
                 "osml.served_model": "refit on every labeled order (test included)",
+                conventions.TAG_SLA_LABEL_RULE: frame.sla_label_rule,
             }
         )
         mlflow.log_params(
@@ -563,6 +622,9 @@ def train(
                 "features_schema_version": schema_version,
                 "orders": len(data.orders),
                 "labeled_rows": len(frame.features),
+                "labeled_orders": frame.order_id.nunique(),
+                "waiting_markers": ",".join(frame.waiting_markers),
+                "snapshots_per_order": snapshots_per_order,
                 "candidates": ",".join(names) if names else "all",
                 "tune_seconds": f"{tune_seconds:g}",  # as `mlflow run` logs the MLproject parameter
             }
@@ -573,10 +635,17 @@ def train(
         sla = trainer.run_task("sla", names, (0.12, 0.45))
         eta = trainer.run_task("eta", names, (0.45, 0.78))
         _log_plain(experiment_id, trainer)
+        points, point_metrics = _log_by_point(frame, split, sla, eta)
 
         report(0.8, "clustering order patterns")
         with mlflow.start_run(run_name="clusters/kmeans", nested=True, experiment_id=experiment_id):
-            clusters = cluster_orders(frame.features, frame.eta, frame.sla, random_state=random_state)
+            creation = frame.creation_rows()  # patterns of orders, not of snapshots: each order once, as opened
+            clusters = cluster_orders(
+                frame.features.iloc[creation].reset_index(drop=True),
+                frame.eta.iloc[creation].reset_index(drop=True),
+                frame.sla.iloc[creation].reset_index(drop=True),
+                random_state=random_state,
+            )
             mlflow.log_params({"k": clusters.k, "k_tried": ",".join(map(str, clusters.silhouettes))})
             mlflow.log_metrics(
                 {"silhouette": clusters.silhouette} | {f"silhouette_k{k}": s for k, s in clusters.silhouettes.items()}
@@ -589,6 +658,8 @@ def train(
             conventions.TAG_SCHEMA_VERSION: schema_version,
             conventions.TAG_TRAINED_AT: trained_at.strftime("%Y-%m-%dT%H:%M:%SZ"),
             conventions.TAG_DATASET_REF: ref,
+            conventions.TAG_SLA_LABEL_RULE: frame.sla_label_rule,
+            conventions.TAG_WAITING_MARKERS: ",".join(frame.waiting_markers),
         }
         example = _input_example(frame.features.iloc[split.validation])
         # the SLA version first: its registry number is what makes the pair's modelVersion unique
@@ -601,6 +672,7 @@ def train(
             **sla.metrics,
             **eta.metrics,
             **_prefixed("baseline_plain_", trainer.plain),
+            **point_metrics,
             "silhouette": clusters.silhouette,
         }
         mlflow.log_metrics(_prefixed("", parent_metrics))
@@ -619,4 +691,5 @@ def train(
         run_id=parent.info.run_id,
         report=parent_metrics,
         chosen={"sla": sla.candidate, "eta": eta.candidate},
+        by_point=points,
     )

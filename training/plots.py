@@ -10,6 +10,7 @@ matplotlib.use("Agg")  # training runs headless (CLI, MLproject, the facade's jo
 
 import matplotlib.pyplot as plt
 import numpy as np
+import pandas as pd
 from matplotlib.figure import Figure
 from sklearn.calibration import calibration_curve
 from sklearn.metrics import confusion_matrix, precision_recall_curve, roc_curve
@@ -81,5 +82,19 @@ def residuals(y_true: np.ndarray, predicted: np.ndarray) -> Figure:
     scatter_ax.set(xlabel="log1p(actual minutes)", ylabel="log1p(predicted minutes)", title="ETA (test)")
     hist_ax.hist(np.log1p(predicted) - np.log1p(y_true), bins=60)
     hist_ax.set(xlabel="log1p(predicted) - log1p(actual)", ylabel="orders", title="residuals (log scale)")
+    fig.tight_layout()
+    return fig
+
+
+def by_elapsed(table: pd.DataFrame, model: str, baseline: str, *, ylabel: str, title: str) -> Figure:
+    """A metric per prediction point (training/by_point.py), model against its baseline for the same point."""
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    shown = table.dropna(subset=[model])
+    x = np.arange(len(shown))
+    ax.plot(x, shown[model], "o-", label="model")
+    ax.plot(x, shown[baseline], "s--", color="grey", label="baseline for that point")
+    ax.set_xticks(x, list(shown["point"]), rotation=20)
+    ax.set(xlabel="elapsed time since creation (prediction point)", ylabel=ylabel, title=title)
+    ax.legend()
     fig.tight_layout()
     return fig

@@ -102,7 +102,9 @@ async def test_the_relay_declares_the_topology_but_reads_no_queue(broker: Broker
     connection = await aio_pika.connect(broker.url("relay"), timeout=10)
     async with connection:
         channel = await connection.channel()
-        declared = await topology.declare(connection, channel)  # what its session declares on start, as the worker's does
+        declared = await topology.declare(
+            connection, channel
+        )  # what its session declares on start, as the worker's does
         assert await refused(declared.requested.get(fail=False))
 
 

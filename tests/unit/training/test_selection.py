@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from training.by_point import Scored
 from training.candidates import Task
 from training.pipeline import _choose, _Outcome, _Scored
 from training.tune import Assessment
@@ -15,7 +16,7 @@ pytestmark = pytest.mark.unit
 def _candidate(task: Task, name: str, folds: tuple[float, ...], latency_ms: float) -> _Scored:
     baselines = (1.0,) * len(folds) if task == "sla" else (1000.0,) * len(folds)
     assessment = Assessment(task, {}, folds, baselines, (0.1,) * len(folds), (np.zeros(1),) * len(folds), 0.0)
-    outcome = _Outcome("", name, None, {}, dict)  # type: ignore[arg-type]
+    outcome = _Outcome("", name, None, {}, dict, Scored(np.zeros(0, dtype=np.int64), np.zeros(0)))  # type: ignore[arg-type]
     return _Scored(name, assessment, None, latency_ms, outcome)
 
 

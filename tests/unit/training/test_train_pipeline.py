@@ -59,3 +59,8 @@ def test_dataset_without_labels_is_a_data_error(tmp_path: Path, sqlite_tracking_
     csv.write_text("id,category,priority,created_at\na,TI,HIGH,2026-05-01T10:00:00Z\nb,TI,LOW,2026-05-01T11:00:00Z\n")
     with pytest.raises(DataError, match="nothing left after filtering"):
         train(dataset_ref=str(csv), tracking_uri=sqlite_tracking_uri)
+
+
+def test_snapshots_per_order_must_keep_at_least_the_creation(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="snapshots_per_order"):
+        train(dataset_ref=str(tmp_path / "missing.csv"), snapshots_per_order=0)

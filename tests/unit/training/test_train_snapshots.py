@@ -1,0 +1,85 @@
+"""The pipeline on schema 4: snapshots along each order's life, split and weighted by order."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from mlflow import MlflowClient
+
+from osml import conventions
+from tests.conftest_training import FAST_CANDIDATES
+from training.data.orders import load_orders
+from training.features import build_training_frame
+from training.pipeline import TrainResult, train
+from training.split import time_split
+
+pytestmark = pytest.mark.unit
+
+
+def test_the_split_keeps_every_snapshot_of_an_order_in_one_slice(synthetic_csv: Path) -> None:
+    frame = build_training_frame(load_orders(str(synthetic_csv)), schema_version="4")
+    assert frame.order_id.duplicated().any()  # the synthetic histories give several snapshots per order
+    split = time_split(frame.created_at, test_size=0.2, groups=frame.order_id)
+    slices = [set(frame.order_id.iloc[rows]) for rows in (split.train, split.validation, split.test)]
+    assert not (slices[0] & slices[1]) and not (slices[1] & slices[2]) and not (slices[0] & slices[2])
+    for fold in split.folds:
+        assert not set(frame.order_id.iloc[fold.fit]) & set(frame.order_id.iloc[fold.score])
+    assert len(np.concatenate([split.train, split.validation, split.test])) == len(frame.features)
+
+
+def test_weights_make_each_order_count_once(synthetic_csv: Path) -> None:
+    frame = build_training_frame(load_orders(str(synthetic_csv)), schema_version="4")
+    per_order = frame.weight.groupby(frame.order_id).sum()
+    assert per_order.to_numpy() == pytest.approx(np.ones(len(per_order)))
+    assert frame.weight.sum() == pytest.approx(frame.order_id.nunique())
+
+
+@pytest.fixture(scope="module")
+def trained(synthetic_csv: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[str, TrainResult]:
+    uri = f"sqlite:///{tmp_path_factory.mktemp('store') / 'mlflow.db'}"
+    result = train(dataset_ref=str(synthetic_csv), tracking_uri=uri, candidates=FAST_CANDIDATES, tune_seconds=0)
+    return uri, result
+
+
+def test_the_models_carry_the_label_rule_and_the_waiting_markers(trained: tuple[str, TrainResult]) -> None:
+    uri, result = trained
+    client = MlflowClient(uri)
+    for name in (conventions.SLA_MODEL_NAME, conventions.ETA_MODEL_NAME):
+        (version,) = client.search_model_versions(f"name = '{name}'")
+        assert version.tags[conventions.TAG_SLA_LABEL_RULE] == "due_at"
+        assert version.tags[conventions.TAG_SCHEMA_VERSION] == "4"
+        assert "PAUS" in version.tags[conventions.TAG_WAITING_MARKERS].split(",")
+    parent = client.get_run(result.run_id).data
+    assert parent.tags[conventions.TAG_SLA_LABEL_RULE] == "due_at"
+    assert "HOLD" in parent.params["waiting_markers"].split(",")
+    # lineage counts orders and snapshots apart
+    assert int(parent.params["labeled_rows"]) > int(parent.params["labeled_orders"])
+
+
+def test_the_run_reports_metrics_by_prediction_point(trained: tuple[str, TrainResult]) -> None:
+    uri, result = trained
+    orders = dict(zip(result.by_point["point"], result.by_point["eta_orders"], strict=True))
+    assert orders["at creation"] > 0 and orders["mid-life (all)"] > 0
+    parent = MlflowClient(uri).get_run(result.run_id)
+    for metric in ("point_creation_sla_auc", "point_mid_life_sla_auc", "point_mid_life_eta_baseline_mae_minutes"):
+        assert np.isfinite(parent.data.metrics[metric])
+    artifacts = {a.path for a in MlflowClient(uri).list_artifacts(result.run_id, "evaluation")}
+    assert "evaluation/by_point.json" in artifacts
+    plots = {a.path for a in MlflowClient(uri).list_artifacts(result.run_id, "plots")}
+    assert {"plots/eta_mae_by_elapsed.png", "plots/sla_auc_by_elapsed.png"} <= plots
+
+
+def test_clusters_group_orders_not_snapshots(trained: tuple[str, TrainResult]) -> None:
+    uri, result = trained
+    client = MlflowClient(uri)
+    runs = client.search_runs(
+        [client.get_run(result.run_id).info.experiment_id], f"tags.mlflow.parentRunId = '{result.run_id}'"
+    )
+    (clusters,) = [r for r in runs if r.info.run_name == "clusters/kmeans"]
+    path = client.download_artifacts(clusters.info.run_id, "clusters/profiles.csv")
+    profiles = pd.read_csv(path)
+    parent = client.get_run(result.run_id).data
+    assert profiles["orders"].sum() == int(parent.params["labeled_orders"])
