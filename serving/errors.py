@@ -62,6 +62,11 @@ class UnknownModelVersion(NotFound):
     code = "MODEL_VERSION_NOT_FOUND"
 
 
+class PayloadTooLarge(ServingError):
+    status = 413
+    code = "PAYLOAD_TOO_LARGE"
+
+
 class UnsupportedSchema(ServingError):
     status = 409
     code = "UNSUPPORTED_SCHEMA"

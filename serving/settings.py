@@ -9,6 +9,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from osml.conventions import embedded_database_url, tracking_uri
 from osml.settings import CommaList
+from serving.payloads import MAX_BATCH_ITEMS
 
 MIN_API_KEY_LENGTH: Final = 16
 Scope = Literal["predict", "admin"]
@@ -39,6 +40,12 @@ class ServingSettings(BaseSettings):
     webhook_url: str | None = None
     webhook_secret: SecretStr | None = None
     webhook_max_age_seconds: float = Field(default=300.0, gt=0)
+    # Request size caps (docs/security.md, "Limits"): beyond them the answer is 413 before the body is parsed.
+    # A /predict body is ~300 bytes; a batch is bounded by its bytes and by its item count, so one caller cannot
+    # make a thread parse hundreds of megabytes.
+    max_predict_bytes: int = Field(default=8 * 1024, ge=1024)
+    max_batch_items: int = Field(default=10_000, ge=1, le=MAX_BATCH_ITEMS)
+    max_batch_bytes: int = Field(default=16 * 1024 * 1024, ge=1024)
     log_level: str = "INFO"
     tracking_uri: str = Field(
         default_factory=tracking_uri, validation_alias=AliasChoices("MLFLOW_TRACKING_URI", "OSML_TRACKING_URI")
