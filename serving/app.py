@@ -71,7 +71,9 @@ def create_app(settings: ServingSettings | None = None) -> FastAPI:
                 read_production=lambda: registry.production_pair(client()),
                 load=RegistryLoader(tracking_uri=settings.tracking_uri, cache_dir=Path(cache_dir)),
                 poll_seconds=settings.model_poll_seconds,
+                retry_max_seconds=settings.model_retry_max_seconds,
                 on_swap=lambda active: metrics.set_active(active.model_version),
+                on_failure=lambda model_version: metrics.load_failures.labels(model_version).inc(),
             )
             app.state.plane = DataPlane(store=store, client=client, jobs=jobs, metrics=metrics)
             await asyncio.to_thread(jobs.start)

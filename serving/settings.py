@@ -32,6 +32,8 @@ class ServingSettings(BaseSettings):
     auth_disabled: bool = False
     database_url: str = Field(default_factory=embedded_database_url)
     model_poll_seconds: float = Field(default=5.0, gt=0)
+    # a production pair that fails to load is retried after one poll, then twice as long each time, up to this
+    model_retry_max_seconds: float = Field(default=300.0, gt=0)
     # A running training job whose trainer has not refreshed its heartbeat for this long was cut off (the
     # trainer died) and reads `failed`; the same setting as the trainers' (trainer/settings.py).
     job_stale_seconds: float = Field(default=30.0, gt=0)
