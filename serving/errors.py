@@ -14,6 +14,7 @@ import orjson
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel
+from sqlalchemy.exc import InterfaceError, OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
 
@@ -89,6 +90,11 @@ class RegistryUnavailable(ServingError):
     code = "REGISTRY_UNAVAILABLE"
 
 
+class JobStoreUnavailable(ServingError):
+    status = 503
+    code = "JOB_STORE_UNAVAILABLE"
+
+
 class NotReady(ServingError):
     status = 503
     code = "NOT_READY"
@@ -138,6 +144,11 @@ async def _http_error(_request: Request, exc: Exception) -> Response:
     return error_response(exc.status_code, codes.get(exc.status_code, "HTTP_ERROR"), str(exc.detail))
 
 
+async def _job_store_down(_request: Request, exc: Exception) -> Response:
+    log.warning("job database unreachable", extra={"error": str(exc).splitlines()[0] if str(exc) else ""})
+    return error_response(JobStoreUnavailable.status, JobStoreUnavailable.code, "the job database is unreachable")
+
+
 async def _unexpected(request: Request, exc: Exception) -> Response:
     log.error("unhandled error", exc_info=exc, extra={"path": request.url.path})
     return error_response(500, "INTERNAL_ERROR", "internal error")
@@ -147,4 +158,6 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(ServingError, _serving_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
+    app.add_exception_handler(OperationalError, _job_store_down)
+    app.add_exception_handler(InterfaceError, _job_store_down)
     app.add_exception_handler(Exception, _unexpected)

@@ -76,8 +76,10 @@ async def health() -> Response:
 
 
 @router.get("/health/ready", response_model=Readiness, responses=_errors(503), tags=["health"])
-async def ready(plane: Plane) -> Response:
-    """Readiness: a model pair is loaded."""
+async def ready(request: Request, plane: Plane) -> Response:
+    """Readiness: a model pair is loaded, and the facade is not shutting down."""
+    if request.app.state.draining:
+        raise NotReady("shutting down")
     pair = plane.store.current
     if pair is None:
         raise NotReady("no model version is loaded yet")

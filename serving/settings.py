@@ -48,6 +48,10 @@ class ServingSettings(BaseSettings):
     max_predict_bytes: int = Field(default=8 * 1024, ge=1024)
     max_batch_items: int = Field(default=10_000, ge=1, le=MAX_BATCH_ITEMS)
     max_batch_bytes: int = Field(default=16 * 1024 * 1024, ge=1024)
+    # SIGTERM: readiness turns 503 and the listener stays open this long, then in-flight requests get up to
+    # graceful_shutdown_seconds to finish (serving/cli_serve.py)
+    drain_seconds: float = Field(default=2.0, ge=0)
+    graceful_shutdown_seconds: int = Field(default=10, ge=1)
     log_level: str = "INFO"
     tracking_uri: str = Field(
         default_factory=tracking_uri, validation_alias=AliasChoices("MLFLOW_TRACKING_URI", "OSML_TRACKING_URI")
