@@ -141,7 +141,10 @@ async def _validation_error(_request: Request, exc: Exception) -> Response:
 async def _http_error(_request: Request, exc: Exception) -> Response:
     assert isinstance(exc, StarletteHTTPException)
     codes = {404: "NOT_FOUND", 405: "METHOD_NOT_ALLOWED"}
-    return error_response(exc.status_code, codes.get(exc.status_code, "HTTP_ERROR"), str(exc.detail))
+    response = error_response(exc.status_code, codes.get(exc.status_code, "HTTP_ERROR"), str(exc.detail))
+    if exc.headers:  # a 405's `Allow` (RFC 9110) among them
+        response.headers.update(exc.headers)
+    return response
 
 
 async def _job_store_down(_request: Request, exc: Exception) -> Response:

@@ -137,3 +137,10 @@ async def test_a_failing_production_pair_is_counted_in_metrics(
     await asyncio.to_thread(store.refresh)
     text = (await client.get("/metrics")).text
     assert 'osml_model_load_failures_total{model_version="2026-05-09_001"} 1.0' in text
+
+
+async def test_a_wrong_method_is_405_naming_the_allowed_ones(client: httpx.AsyncClient) -> None:
+    response = await client.delete("/health")
+    assert response.status_code == 405
+    assert response.json()["code"] == "METHOD_NOT_ALLOWED"
+    assert response.headers["allow"] == "GET"
