@@ -44,13 +44,26 @@ def _register_webhook(client: MlflowClient, settings: ServingSettings) -> None:
     log.info("registry webhook registered", extra={"webhookId": webhook_id, "url": settings.webhook_url})
 
 
-async def _sweep_jobs(jobs: TrainingJobs, every: float) -> None:
+async def _start_jobs(jobs: TrainingJobs) -> bool:
+    """Creates the job tables; False while the job database is unreachable. The facade boots anyway: predictions
+    never touch it, and /train answers 503 until it is back."""
+    try:
+        await asyncio.to_thread(jobs.start)
+    except Exception as exc:
+        log.warning("job database unreachable; retrying", extra={"error": str(exc)})
+        return False
+    return True
+
+
+async def _sweep_jobs(jobs: TrainingJobs, *, started: bool, every: float, retry: float) -> None:
     while True:
-        try:
-            await asyncio.to_thread(jobs.sweep)
-        except Exception as exc:  # the job database may be briefly unreachable; keep trying
-            log.warning("training job sweep failed", extra={"error": str(exc)})
-        await asyncio.sleep(every)
+        started = started or await _start_jobs(jobs)
+        if started:
+            try:
+                await asyncio.to_thread(jobs.sweep)
+            except Exception as exc:  # the job database may be briefly unreachable; keep trying
+                log.warning("training job sweep failed", extra={"error": str(exc)})
+        await asyncio.sleep(every if started else retry)
 
 
 def create_app(settings: ServingSettings | None = None) -> FastAPI:
@@ -71,10 +84,12 @@ def create_app(settings: ServingSettings | None = None) -> FastAPI:
                 read_production=lambda: registry.production_pair(client()),
                 load=RegistryLoader(tracking_uri=settings.tracking_uri, cache_dir=Path(cache_dir)),
                 poll_seconds=settings.model_poll_seconds,
+                retry_max_seconds=settings.model_retry_max_seconds,
                 on_swap=lambda active: metrics.set_active(active.model_version),
+                on_failure=lambda model_version: metrics.load_failures.labels(model_version).inc(),
             )
             app.state.plane = DataPlane(store=store, client=client, jobs=jobs, metrics=metrics)
-            await asyncio.to_thread(jobs.start)
+            jobs_started = await _start_jobs(jobs)
             await asyncio.to_thread(store.refresh)
             if settings.webhook_url is not None:
                 await asyncio.to_thread(_register_webhook, client(), settings)
@@ -83,7 +98,15 @@ def create_app(settings: ServingSettings | None = None) -> FastAPI:
             gc.freeze()
             tasks = [
                 asyncio.create_task(store.poll_forever(), name="osml-model-poller"),
-                asyncio.create_task(_sweep_jobs(jobs, settings.job_stale_seconds / 2), name="osml-job-sweep"),
+                asyncio.create_task(
+                    _sweep_jobs(
+                        jobs,
+                        started=jobs_started,
+                        every=settings.job_stale_seconds / 2,
+                        retry=settings.model_poll_seconds,
+                    ),
+                    name="osml-job-sweep",
+                ),
             ]
             try:
                 yield
@@ -104,6 +127,7 @@ def create_app(settings: ServingSettings | None = None) -> FastAPI:
         # alone costs ~30 µs per request
         telemetry={"tracing": False, "metrics": False, "logs": False},
     )
+    app.state.draining = False  # set on SIGTERM (serving/cli_serve.py): readiness answers 503 from then on
     app.state.keys = ApiKeys(settings)
     app.state.metrics = metrics
     app.state.settings = settings

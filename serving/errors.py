@@ -14,6 +14,7 @@ import orjson
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel
+from sqlalchemy.exc import InterfaceError, OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
 
@@ -62,6 +63,11 @@ class UnknownModelVersion(NotFound):
     code = "MODEL_VERSION_NOT_FOUND"
 
 
+class PayloadTooLarge(ServingError):
+    status = 413
+    code = "PAYLOAD_TOO_LARGE"
+
+
 class UnsupportedSchema(ServingError):
     status = 409
     code = "UNSUPPORTED_SCHEMA"
@@ -82,6 +88,11 @@ class ModelLoadFailed(ServingError):
 class RegistryUnavailable(ServingError):
     status = 503
     code = "REGISTRY_UNAVAILABLE"
+
+
+class JobStoreUnavailable(ServingError):
+    status = 503
+    code = "JOB_STORE_UNAVAILABLE"
 
 
 class NotReady(ServingError):
@@ -130,7 +141,15 @@ async def _validation_error(_request: Request, exc: Exception) -> Response:
 async def _http_error(_request: Request, exc: Exception) -> Response:
     assert isinstance(exc, StarletteHTTPException)
     codes = {404: "NOT_FOUND", 405: "METHOD_NOT_ALLOWED"}
-    return error_response(exc.status_code, codes.get(exc.status_code, "HTTP_ERROR"), str(exc.detail))
+    response = error_response(exc.status_code, codes.get(exc.status_code, "HTTP_ERROR"), str(exc.detail))
+    if exc.headers:  # a 405's `Allow` (RFC 9110) among them
+        response.headers.update(exc.headers)
+    return response
+
+
+async def _job_store_down(_request: Request, exc: Exception) -> Response:
+    log.warning("job database unreachable", extra={"error": str(exc).splitlines()[0] if str(exc) else ""})
+    return error_response(JobStoreUnavailable.status, JobStoreUnavailable.code, "the job database is unreachable")
 
 
 async def _unexpected(request: Request, exc: Exception) -> Response:
@@ -142,4 +161,6 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(ServingError, _serving_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
+    app.add_exception_handler(OperationalError, _job_store_down)
+    app.add_exception_handler(InterfaceError, _job_store_down)
     app.add_exception_handler(Exception, _unexpected)

@@ -36,7 +36,10 @@ class TrainingJobs:
     ) -> Job:
         try:
             check_dataset_ref(dataset_ref)
-            check_allowed(dataset_ref.strip())
+            try:
+                check_allowed(dataset_ref.strip())
+            except OSError as exc:  # resolving the path failed, e.g. a name longer than the filesystem allows
+                raise ValueError(f"the path cannot be resolved ({exc.strerror})") from exc
         except ValueError as exc:  # DatasetRefused is one
             raise InvalidRequest(
                 f"invalid datasetRef: {exc}", errors=[{"field": "datasetRef", "message": str(exc), "type": "dataset"}]

@@ -41,6 +41,12 @@ class ServingMetrics:
             ["model_version"],
             registry=self.registry,
         )
+        self.load_failures = Counter(
+            "osml_model_load_failures_total",
+            "failed loads of the pair under the alias production, by model version (retried with backoff)",
+            ["model_version"],
+            registry=self.registry,
+        )
 
         self._children: dict[tuple[str, str, int], tuple[Any, Any]] = {}
 

@@ -5,6 +5,9 @@ registry webhook says it moved (`refresh_soon`); when it names a different pair,
 thread while the current one keeps answering, its features schema is checked, and only then does `current`
 change, in a single attribute assignment. A request reads `current` once and uses that object to the end, so
 its `modelVersion` names the pair that produced it.
+
+A pair that fails to load is retried with exponential backoff (one poll, then twice that, up to
+`retry_max_seconds`), not downloaded again at every poll; `on_failure` reports each failure (a metric).
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ import logging
 import math
 import tempfile
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -67,7 +71,10 @@ def smoke_test(model: OrderPredictor, model_version: str) -> None:
 
 
 class RegistryLoader:
-    """Downloads a pair's models from the registry into `cache_dir` and loads them (blocking)."""
+    """Downloads a pair's models from the registry into `cache_dir` and loads them (blocking).
+
+    The runtime reads a model's files into memory, so each download is deleted once loaded (or refused): the
+    cache never holds more than the models being loaded at that moment."""
 
     def __init__(self, *, tracking_uri: str, cache_dir: Path) -> None:
         self._tracking_uri = tracking_uri
@@ -81,16 +88,16 @@ class RegistryLoader:
         import mlflow.artifacts
 
         source = self._client.get_model_version_download_uri(version.name, version.version)
-        destination = Path(tempfile.mkdtemp(prefix="model-", dir=self._cache_dir))
-        local = mlflow.artifacts.download_artifacts(
-            artifact_uri=f"{source.rstrip('/')}/artifacts/{model_files.ARTIFACT}",
-            dst_path=str(destination),
-            tracking_uri=self._tracking_uri,
-        )
-        try:
-            return model_files.load(Path(local))
-        except model_files.ModelFileError as exc:
-            raise ModelLoadFailed(f"{version.name} version {version.version} is refused: {exc}") from exc
+        with tempfile.TemporaryDirectory(prefix="model-", dir=self._cache_dir) as destination:
+            local = mlflow.artifacts.download_artifacts(
+                artifact_uri=f"{source.rstrip('/')}/artifacts/{model_files.ARTIFACT}",
+                dst_path=destination,
+                tracking_uri=self._tracking_uri,
+            )
+            try:
+                return model_files.load(Path(local))
+            except model_files.ModelFileError as exc:
+                raise ModelLoadFailed(f"{version.name} version {version.version} is refused: {exc}") from exc
 
     def __call__(self, pair: ModelPair) -> ActivePair:
         check_schema(pair)
@@ -119,13 +126,21 @@ class ModelStore:
         read_production: Callable[[], ModelPair | None],
         load: Callable[[ModelPair], ActivePair],
         poll_seconds: float,
+        retry_max_seconds: float = 300.0,
         on_swap: Callable[[ActivePair], None] | None = None,
+        on_failure: Callable[[str], None] | None = None,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.current: ActivePair | None = None
         self._read_production = read_production
         self._load = load
         self._poll_seconds = poll_seconds
         self._on_swap = on_swap
+        self._on_failure = on_failure
+        self._retry_max_seconds = retry_max_seconds
+        self._clock = clock
+        # the pair whose load failed last: (its key, failures in a row, when it may be tried again)
+        self._failing: tuple[tuple[str, str, str], int, float] | None = None
         self._loading = threading.Lock()  # serialises loaders only; requests never take it
         self._rejected: set[tuple[str, str, str]] = set()
         self._wake = asyncio.Event()
@@ -152,6 +167,8 @@ class ModelStore:
         key = pair_key(pair)
         if key in self._rejected or (self.current is not None and self.current.key == key):
             return self.current
+        if self._failing is not None and self._failing[0] == key and self._clock() < self._failing[2]:
+            return self.current  # backing off: this very pair failed a moment ago
         with self._loading:
             if self.current is not None and self.current.key == key:
                 return self.current
@@ -162,12 +179,23 @@ class ModelStore:
                 log.error("production pair refused", extra={"modelVersion": pair.model_version, "error": str(exc)})
                 return self.current
             except Exception as exc:
+                delay = self._back_off(key, pair.model_version)
                 log.error(
-                    "production pair failed to load", extra={"modelVersion": pair.model_version, "error": str(exc)}
+                    "production pair failed to load",
+                    extra={"modelVersion": pair.model_version, "error": str(exc), "retryInSeconds": delay},
                 )
                 return self.current
+            self._failing = None
             self._swap(active)
         return active
+
+    def _back_off(self, key: tuple[str, str, str], model_version: str) -> float:
+        failures = self._failing[1] + 1 if self._failing is not None and self._failing[0] == key else 1
+        delay = min(self._poll_seconds * 2 ** (failures - 1), self._retry_max_seconds)
+        self._failing = (key, failures, self._clock() + delay)
+        if self._on_failure is not None:
+            self._on_failure(model_version)
+        return delay
 
     def promote(self, pair: ModelPair, *, commit: Callable[[], object]) -> ActivePair:
         """Load `pair`, then `commit` (point the registry alias at it), then swap (blocking).
@@ -179,6 +207,7 @@ class ModelStore:
             active = self._load(pair)
             commit()
             self._rejected.discard(active.key)
+            self._failing = None
             self._swap(active)
         return active
 

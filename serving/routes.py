@@ -20,7 +20,7 @@ from starlette.types import Receive, Scope, Send
 from serving import webhook
 from serving.auth import AdminAccess, ApiKeys, api_key_header
 from serving.dataplane import DataPlane
-from serving.errors import ErrorBody, NotFound, NotReady
+from serving.errors import ErrorBody, NotFound, NotReady, PayloadTooLarge
 from serving.payloads import (
     ActivateRequest,
     ActivateResponse,
@@ -58,6 +58,7 @@ def _errors(*statuses: int) -> dict[int | str, dict[str, Any]]:
         403: "this API key may not use this endpoint",
         404: "unknown job or model version",
         409: "the model version's features schema cannot be served by this facade",
+        413: "the body is larger than the cap (OSML_MAX_PREDICT_BYTES, OSML_MAX_BATCH_BYTES, OSML_MAX_BATCH_ITEMS)",
         500: "MODEL_UNAVAILABLE: no model version is loaded",
         502: "the model version could not be loaded",
         503: "not ready, or the model registry is unavailable",
@@ -75,8 +76,10 @@ async def health() -> Response:
 
 
 @router.get("/health/ready", response_model=Readiness, responses=_errors(503), tags=["health"])
-async def ready(plane: Plane) -> Response:
-    """Readiness: a model pair is loaded."""
+async def ready(request: Request, plane: Plane) -> Response:
+    """Readiness: a model pair is loaded, and the facade is not shutting down."""
+    if request.app.state.draining:
+        raise NotReady("shutting down")
     pair = plane.store.current
     if pair is None:
         raise NotReady("no model version is loaded yet")
@@ -134,6 +137,22 @@ def _authorise(request: Request) -> None:
     keys.check(request.headers.get(api_key_header.model.name), "predict")
 
 
+async def _capped_body(request: Request, limit: int) -> bytes:
+    """The body, read only up to `limit` bytes: a declared or streamed length beyond it is a 413 before any of
+    the rest is received. Called after `_authorise`, so a caller without a key never makes the facade read."""
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise PayloadTooLarge(f"the body is larger than {limit} bytes")
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise PayloadTooLarge(f"the body is larger than {limit} bytes")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
 async def predict(request: Request) -> Response:
     """SLA risk and ETA for one order: `DataPlane.predict` of a batch of one.
 
@@ -142,14 +161,16 @@ async def predict(request: Request) -> Response:
     """
     _authorise(request)
     plane: DataPlane = request.app.state.plane
-    body = _validated(PredictRequest, await request.body())
+    body = _validated(PredictRequest, await _capped_body(request, request.app.state.settings.max_predict_bytes))
     version, answers = plane.predict([body])
     request.state.log = {"requestId": body.requestId, "orderId": body.orderId, "modelVersion": version}
     return Response(orjson.dumps(answers[0]), media_type="application/json")
 
 
-def _predict_batch_bytes(plane: DataPlane, body: bytes) -> tuple[bytes, str, int]:
+def _predict_batch_bytes(plane: DataPlane, body: bytes, max_items: int) -> tuple[bytes, str, int]:
     items = _validated(PredictBatchRequest, body).items
+    if len(items) > max_items:
+        raise PayloadTooLarge(f"a batch holds at most {max_items} items")
     version, answers = plane.predict(items)
     return orjson.dumps({"modelVersion": version, "items": answers}), version, len(items)
 
@@ -159,8 +180,9 @@ async def predict_batch(request: Request) -> Response:
     shape, all from one model pair. Parsing, validation and prediction run in a worker thread."""
     _authorise(request)
     plane: DataPlane = request.app.state.plane
-    body = await request.body()
-    content, version, count = await run_in_threadpool(_predict_batch_bytes, plane, body)
+    settings = request.app.state.settings
+    body = await _capped_body(request, settings.max_batch_bytes)
+    content, version, count = await run_in_threadpool(_predict_batch_bytes, plane, body, settings.max_batch_items)
     request.state.log = {"modelVersion": version, "items": count}
     return Response(content, media_type="application/json")
 
@@ -177,7 +199,7 @@ def add_prediction_routes(app_router: APIRouter) -> None:
             endpoint,
             methods=["POST"],
             response_model=response,
-            responses=_errors(400, 401, 403, 500),
+            responses=_errors(400, 401, 403, 413, 500),
             tags=["predict"],
             openapi_extra=_json_body(body),
             route_class_override=_OwnBodyRoute,

@@ -9,6 +9,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from osml.conventions import embedded_database_url, tracking_uri
 from osml.settings import CommaList
+from serving.payloads import MAX_BATCH_ITEMS
 
 MIN_API_KEY_LENGTH: Final = 16
 Scope = Literal["predict", "admin"]
@@ -31,6 +32,8 @@ class ServingSettings(BaseSettings):
     auth_disabled: bool = False
     database_url: str = Field(default_factory=embedded_database_url)
     model_poll_seconds: float = Field(default=5.0, gt=0)
+    # a production pair that fails to load is retried after one poll, then twice as long each time, up to this
+    model_retry_max_seconds: float = Field(default=300.0, gt=0)
     # A running training job whose trainer has not refreshed its heartbeat for this long was cut off (the
     # trainer died) and reads `failed`; the same setting as the trainers' (trainer/settings.py).
     job_stale_seconds: float = Field(default=30.0, gt=0)
@@ -39,6 +42,16 @@ class ServingSettings(BaseSettings):
     webhook_url: str | None = None
     webhook_secret: SecretStr | None = None
     webhook_max_age_seconds: float = Field(default=300.0, gt=0)
+    # Request size caps (docs/security.md, "Limits"): beyond them the answer is 413 before the body is parsed.
+    # A /predict body is ~300 bytes; a batch is bounded by its bytes and by its item count, so one caller cannot
+    # make a thread parse hundreds of megabytes.
+    max_predict_bytes: int = Field(default=8 * 1024, ge=1024)
+    max_batch_items: int = Field(default=10_000, ge=1, le=MAX_BATCH_ITEMS)
+    max_batch_bytes: int = Field(default=16 * 1024 * 1024, ge=1024)
+    # SIGTERM: readiness turns 503 and the listener stays open this long, then in-flight requests get up to
+    # graceful_shutdown_seconds to finish (serving/cli_serve.py)
+    drain_seconds: float = Field(default=2.0, ge=0)
+    graceful_shutdown_seconds: int = Field(default=10, ge=1)
     log_level: str = "INFO"
     tracking_uri: str = Field(
         default_factory=tracking_uri, validation_alias=AliasChoices("MLFLOW_TRACKING_URI", "OSML_TRACKING_URI")

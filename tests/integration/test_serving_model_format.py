@@ -53,7 +53,10 @@ def store(tmp_path_factory: pytest.TempPathFactory, synthetic_csv: Path) -> str:
 def _facade_risk(uri: str, tmp_path: Path) -> float:
     pair = registry.production_pair(MlflowClient(uri, registry_uri=uri))
     assert pair is not None
-    active = RegistryLoader(tracking_uri=uri, cache_dir=tmp_path)(pair)
+    cache = tmp_path / "facade-cache"
+    cache.mkdir()
+    active = RegistryLoader(tracking_uri=uri, cache_dir=cache)(pair)
+    assert list(cache.iterdir()) == []  # the runtime holds the model in memory: its download is deleted
     return float(active.sla.predict([SEED_FEATURES])[0])
 
 
@@ -102,6 +105,7 @@ def test_a_planted_pickle_is_refused_by_the_facade_and_never_runs(
     with pytest.raises(ModelLoadFailed, match="refused"):
         RegistryLoader(tracking_uri=sqlite_tracking_uri, cache_dir=tmp_path / "cache")(pair)
     assert not marker.exists()
+    assert list((tmp_path / "cache").iterdir()) == []  # a refused download is not left behind either
 
 
 def _fresh_virtualenv(directory: Path) -> Path:

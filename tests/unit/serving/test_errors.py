@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -10,8 +11,11 @@ import numpy as np
 import pytest
 from fastapi import FastAPI
 
+from osml.registry import ModelPair
+from serving.errors import ModelLoadFailed
 from serving.model_store import ActivePair
 from tests.unit.serving.conftest import ADMIN_KEY, PREDICT_KEY, active_pair
+from tests.unit.serving.test_model_store import pair
 from tests.unit.serving.test_validation import body
 
 pytestmark = pytest.mark.unit
@@ -119,3 +123,24 @@ def test_openapi_documents_every_endpoint_and_error(app: FastAPI) -> None:
     batch = body_schema("/predict/batch")
     assert batch["properties"]["items"]["items"] == {"$ref": "#/components/schemas/PredictRequest"}
     assert "Priority" in schemas
+
+
+async def test_a_failing_production_pair_is_counted_in_metrics(
+    app: FastAPI, client: httpx.AsyncClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def refuse(_pair: ModelPair) -> ActivePair:
+        raise ModelLoadFailed("the artifact store is unreachable")
+
+    store = app.state.plane.store
+    monkeypatch.setattr(store, "_read_production", lambda: pair("2026-05-09_001"))
+    monkeypatch.setattr(store, "_load", refuse)
+    await asyncio.to_thread(store.refresh)
+    text = (await client.get("/metrics")).text
+    assert 'osml_model_load_failures_total{model_version="2026-05-09_001"} 1.0' in text
+
+
+async def test_a_wrong_method_is_405_naming_the_allowed_ones(client: httpx.AsyncClient) -> None:
+    response = await client.delete("/health")
+    assert response.status_code == 405
+    assert response.json()["code"] == "METHOD_NOT_ALLOWED"
+    assert response.headers["allow"] == "GET"

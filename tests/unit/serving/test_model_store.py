@@ -73,6 +73,14 @@ class Loader:
         )
 
 
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
 @pytest.fixture
 def registry() -> Registry:
     return Registry()
@@ -135,9 +143,9 @@ def test_an_unsupported_schema_is_refused_once_and_the_current_pair_stays(
     assert loader.loaded == ["2026-05-01_001", "2026-05-02_001"]  # tried once, then remembered
 
 
-def test_a_failed_load_keeps_the_current_pair_and_is_retried(
-    store: ModelStore, registry: Registry, loader: Loader
-) -> None:
+def test_a_failed_load_keeps_the_current_pair_and_is_retried_after_a_poll(registry: Registry, loader: Loader) -> None:
+    clock = Clock()
+    store = ModelStore(read_production=registry.read, load=loader, poll_seconds=5, clock=clock)
     registry.production = pair("2026-05-01_001")
     store.refresh()
     registry.production = pair("2026-05-02_001", registry_version=2)
@@ -145,6 +153,9 @@ def test_a_failed_load_keeps_the_current_pair_and_is_retried(
     store.refresh()
     assert served(store) == "2026-05-01_001"
     loader.failing.clear()
+    store.refresh()
+    assert served(store) == "2026-05-01_001"  # within the backoff: not downloaded again
+    clock.now += 5
     store.refresh()
     assert served(store) == "2026-05-02_001"
 
@@ -224,3 +235,43 @@ async def test_refresh_soon_reads_the_alias_without_waiting_for_the_poll(registr
         poller.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await poller
+
+
+def test_a_failing_pair_is_retried_with_exponential_backoff_up_to_the_cap(registry: Registry, loader: Loader) -> None:
+    clock, failures = Clock(), []
+    store = ModelStore(
+        read_production=registry.read,
+        load=loader,
+        poll_seconds=5,
+        retry_max_seconds=20,
+        on_failure=failures.append,
+        clock=clock,
+    )
+    registry.production = pair("2026-05-01_001")
+    loader.failing.add("2026-05-01_001")
+    attempts_at = []
+    for _ in range(60):  # one poll every 5 s for 5 minutes
+        before = len(failures)
+        store.refresh()
+        if len(failures) > before:
+            attempts_at.append(clock.now - 1000)
+        clock.now += 5
+    assert attempts_at[:5] == [0, 5, 15, 35, 55]  # waits of 5, 10, 20, then the 20 s cap
+    assert len(attempts_at) == 17  # 0, 5, 15, then every 20 s to 295
+    assert failures == ["2026-05-01_001"] * 17
+
+    loader.failing.clear()  # the artifact store is back: the next attempt within the cap serves it
+    clock.now += 20
+    store.refresh()
+    assert served(store) == "2026-05-01_001"
+
+
+def test_a_new_production_pair_is_tried_at_once_despite_a_failing_one(registry: Registry, loader: Loader) -> None:
+    clock = Clock()
+    store = ModelStore(read_production=registry.read, load=loader, poll_seconds=5, clock=clock)
+    registry.production = pair("2026-05-01_001")
+    loader.failing.add("2026-05-01_001")
+    store.refresh()
+    registry.production = pair("2026-05-02_001", registry_version=2)
+    store.refresh()
+    assert served(store) == "2026-05-02_001"

@@ -30,3 +30,9 @@ async def test_a_password_in_the_reference_is_not_answered_back(client: httpx.As
     job = await client.get(f"/train/jobs/{submitted.json()['jobId']}", headers=ADMIN)
     assert job.json()["datasetRef"] == "postgresql://trainer:***@127.0.0.1:5432/orders?password=***"
     assert "hunter" not in job.text
+
+
+async def test_a_dataset_path_the_filesystem_cannot_resolve_is_400(client: httpx.AsyncClient) -> None:
+    response = await client.post("/train", json={"datasetRef": "0" * 1500}, headers={"X-API-Key": ADMIN_KEY})
+    assert response.status_code == 400
+    assert response.json()["errors"][0]["field"] == "datasetRef"
