@@ -14,6 +14,7 @@ from mlflow.exceptions import MlflowException
 
 from osml import registry
 from osml.job_store import Job
+from osml.predictor import Explainer
 from osml.schema import SUPPORTED_SCHEMA_VERSIONS
 from serving import errors
 from serving.jobs import TrainingJobs
@@ -48,9 +49,11 @@ class DataPlane:
 
     # -- predictions (CPU only, microseconds per row) --
 
-    def predict(self, requests: Sequence[PredictRequest]) -> tuple[str, list[dict[str, Any]]]:
+    def predict(
+        self, requests: Sequence[PredictRequest], *, explain: int | None = None
+    ) -> tuple[str, list[dict[str, Any]]]:
         """/predict (a batch of one) and /predict/batch: see `predict_with`."""
-        version, answers = predict_with(self.active(), requests)
+        version, answers = predict_with(self.active(), requests, explain=explain)
         self._metrics.predictions.labels(version).inc(len(answers))
         return version, answers
 
@@ -115,9 +118,12 @@ class DataPlane:
         return job_view(self.jobs.get(job_id))
 
 
-def predict_with(pair: ActivePair, requests: Sequence[PredictRequest]) -> tuple[str, list[dict[str, Any]]]:
+def predict_with(
+    pair: ActivePair, requests: Sequence[PredictRequest], *, explain: int | None = None
+) -> tuple[str, list[dict[str, Any]]]:
     """The one prediction path (the facade's routes, the worker's in-process scorer): the pair's version and one
-    answer per request, each shaped as /predict answers, all from the same pair."""
+    answer per request, each shaped as /predict answers, all from the same pair. With `explain` = k, each answer
+    also carries `explanations`: both models' k largest feature contributions (docs/serving.md, "Explanations")."""
     # a pydantic model keeps its validated fields in its instance dict: read as is, where `model_dump` would copy
     # every row (a third of a large batch's prediction time)
     rows = [vars(request.features) for request in requests]
@@ -125,7 +131,7 @@ def predict_with(pair: ActivePair, requests: Sequence[PredictRequest]) -> tuple[
     sla = [round(v, 4) for v in pair.sla.predict(rows).tolist()]
     eta = [max(round(v), 0) for v in pair.eta.predict(rows).tolist()]
     version = pair.model_version
-    return version, [
+    answers = [
         {
             "requestId": request.requestId,
             "orderId": request.orderId,
@@ -134,6 +140,13 @@ def predict_with(pair: ActivePair, requests: Sequence[PredictRequest]) -> tuple[
         }
         for request, s, e in zip(requests, sla, eta, strict=True)
     ]
+    if explain is not None:
+        if not isinstance(pair.sla, Explainer) or not isinstance(pair.eta, Explainer):
+            raise errors.ExplanationsUnavailable(f"model version {version} cannot explain its predictions")
+        why = zip(answers, pair.sla.explain(rows, explain), pair.eta.explain(rows, explain), strict=True)
+        for answer, s_why, e_why in why:
+            answer["explanations"] = {"slaRisk": s_why, "etaMinutes": e_why}
+    return version, answers
 
 
 def job_view(job: Job) -> dict[str, Any]:

@@ -13,7 +13,7 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
 from fastapi.routing import APIRoute
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel, TypeAdapter, ValidationError
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
@@ -22,8 +22,10 @@ from serving.auth import AdminAccess, ApiKeys, api_key_header
 from serving.dataplane import DataPlane
 from serving.errors import ErrorBody, NotFound, NotReady
 from serving.payloads import (
+    EXPLAIN_DESCRIPTION,
     ActivateRequest,
     ActivateResponse,
+    ExplainTop,
     Health,
     JobView,
     ModelEntry,
@@ -45,6 +47,7 @@ async def _plane(request: Request) -> DataPlane:
 
 Plane = Annotated[DataPlane, Depends(_plane)]
 _Body = TypeVar("_Body", bound=BaseModel)
+_EXPLAIN: TypeAdapter[int] = TypeAdapter(ExplainTop)
 
 
 def _json(body: Any, status: int = 200) -> Response:
@@ -102,6 +105,15 @@ def _json_body(name: str) -> dict[str, Any]:
     return {
         "requestBody": {"required": True, "content": {"application/json": {"schema": schema}}},
         "security": [{api_key_header.scheme_name: []}],
+        "parameters": [
+            {
+                "name": "explain",
+                "in": "query",
+                "required": False,
+                "description": EXPLAIN_DESCRIPTION,
+                "schema": _EXPLAIN.json_schema(),
+            }
+        ],
     }
 
 
@@ -129,6 +141,19 @@ class _OwnBodyRoute(APIRoute):
         await response(scope, receive, send)
 
 
+def _explain(request: Request) -> int | None:
+    """The `explain` query parameter: how many contributions per model to return (absent: none, no cost)."""
+    raw = request.query_params.get("explain")
+    if raw is None:
+        return None
+    try:
+        return _EXPLAIN.validate_strings(raw)
+    except ValidationError as exc:
+        raise RequestValidationError(
+            [{**e, "loc": ("query", "explain")} for e in exc.errors(include_url=False, include_input=False)]
+        ) from exc
+
+
 def _authorise(request: Request) -> None:
     keys: ApiKeys = request.app.state.keys
     keys.check(request.headers.get(api_key_header.model.name), "predict")
@@ -142,15 +167,16 @@ async def predict(request: Request) -> Response:
     """
     _authorise(request)
     plane: DataPlane = request.app.state.plane
+    explain = _explain(request)
     body = _validated(PredictRequest, await request.body())
-    version, answers = plane.predict([body])
+    version, answers = plane.predict([body], explain=explain)
     request.state.log = {"requestId": body.requestId, "orderId": body.orderId, "modelVersion": version}
     return Response(orjson.dumps(answers[0]), media_type="application/json")
 
 
-def _predict_batch_bytes(plane: DataPlane, body: bytes) -> tuple[bytes, str, int]:
+def _predict_batch_bytes(plane: DataPlane, body: bytes, explain: int | None) -> tuple[bytes, str, int]:
     items = _validated(PredictBatchRequest, body).items
-    version, answers = plane.predict(items)
+    version, answers = plane.predict(items, explain=explain)
     return orjson.dumps({"modelVersion": version, "items": answers}), version, len(items)
 
 
@@ -159,8 +185,9 @@ async def predict_batch(request: Request) -> Response:
     shape, all from one model pair. Parsing, validation and prediction run in a worker thread."""
     _authorise(request)
     plane: DataPlane = request.app.state.plane
+    explain = _explain(request)
     body = await request.body()
-    content, version, count = await run_in_threadpool(_predict_batch_bytes, plane, body)
+    content, version, count = await run_in_threadpool(_predict_batch_bytes, plane, body, explain)
     request.state.log = {"modelVersion": version, "items": count}
     return Response(content, media_type="application/json")
 
@@ -177,7 +204,7 @@ def add_prediction_routes(app_router: APIRouter) -> None:
             endpoint,
             methods=["POST"],
             response_model=response,
-            responses=_errors(400, 401, 403, 500),
+            responses=_errors(400, 401, 403, 409, 500),
             tags=["predict"],
             openapi_extra=_json_body(body),
             route_class_override=_OwnBodyRoute,
