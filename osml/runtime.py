@@ -337,7 +337,8 @@ class _RuntimeModel:
         """XGBoost's own exact TreeSHAP (`pred_contribs=True`) of each row's margin (log-odds for the SLA
         booster, log1p-minutes for the ETA booster). XGBoost writes the base value as the last column."""
         matrix = self.encoder.encode(rows)
-        data = xgb.DMatrix(matrix, feature_types=self._feature_types, enable_categorical=True)
+        # one thread, as the scorer: a DMatrix built on all cores waits on its busiest one (~10 ms on a shared machine)
+        data = xgb.DMatrix(matrix, feature_types=self._feature_types, enable_categorical=True, nthread=1)
         shap = np.asarray(self.scorer.booster.predict(data, pred_contribs=True), dtype=np.float64)
         values, base = shap[:, :-1], shap[:, -1]
         return Contributions(self.encoder.columns, values, base, base + values.sum(axis=1))
