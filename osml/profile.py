@@ -14,10 +14,12 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
-from typing import Annotated
+from typing import Annotated, Any
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
+
+from osml.runtime import EtaMinutesModel, RuntimeModel
 
 # Proportions are floored at this before the log: an empty bin on one side would make PSI infinite.
 _FLOOR = 1e-4
@@ -112,37 +114,54 @@ class Profile(BaseModel):
         return cls(rows=len(matrix), columns=columns, output=numeric_profile(output, np.asarray(outputs, float)))
 
 
-class DriftWindow:
-    """The last `size` served rows (encoded columns, then the output) and when each was served: a ring buffer
-    allocated once, so recording costs a copy into it."""
+def of_model(model: RuntimeModel, matrix: np.ndarray) -> Profile:
+    """The profile of `model` on its encoded training rows `matrix` (its output named as /predict names it)."""
+    encoder = model.encoder
+    output = "etaMinutes" if isinstance(model, EtaMinutesModel) else "slaRisk"
+    return Profile.build(
+        matrix,
+        model.predict_matrix(matrix),
+        categorical=encoder.categorical,
+        numeric=encoder.numeric,
+        vocabularies=encoder.vocabularies,
+        output=output,
+    )
 
-    def __init__(self, profile: Profile, size: int) -> None:
-        self.profile = profile
-        self._rows = np.full((size, len(profile.columns) + 1), np.nan, dtype=np.float64)
+
+class DriftWindow:
+    """The last `size` served rows (one value per profiled column: the encoded features, then the outputs) and
+    when each was served: a ring buffer allocated once, so recording costs a copy into it."""
+
+    def __init__(self, columns: Sequence[ColumnProfile], size: int) -> None:
+        self.columns = list(columns)
+        self._rows = np.full((size, len(self.columns)), np.nan, dtype=np.float64)
         self._times = np.zeros(size, dtype=np.float64)
         self._next = 0
         self._count = 0
 
-    def record(self, matrix: np.ndarray, outputs: np.ndarray, now: float | None = None) -> None:
+    @property
+    def size(self) -> int:
+        return len(self._rows)
+
+    def record(self, matrix: np.ndarray, now: float | None = None) -> None:
         size = len(self._rows)
         stamp = time.time() if now is None else now
         for start in range(0, len(matrix), size):  # a batch larger than the window keeps its last `size` rows
-            block, out = matrix[start : start + size], outputs[start : start + size]
+            block = matrix[start : start + size]
             slots = (self._next + np.arange(len(block))) % size
-            self._rows[slots, :-1] = block
-            self._rows[slots, -1] = out
+            self._rows[slots] = block
             self._times[slots] = stamp
             self._next = int((self._next + len(block)) % size)
             self._count = min(self._count + len(block), size)
 
-    def report(self) -> dict[str, object]:
-        """PSI of every column and of the output over the window, with its size and span (Unix seconds)."""
-        rows = self._rows[: self._count] if self._count < len(self._rows) else self._rows
-        times = self._times[: self._count] if self._count < len(self._rows) else self._times
-        columns = [*self.profile.columns, self.profile.output]
+    def report(self) -> dict[str, Any]:
+        """PSI of every column over the window, with the window's size and span (Unix seconds)."""
+        rows = self._rows[: self._count]
+        times = self._times[: self._count]
         return {
             "rows": self._count,
+            "capacity": self.size,
             "from": float(times.min()) if self._count else None,
             "to": float(times.max()) if self._count else None,
-            "psi": {c.name: round(c.psi(rows[:, i]), 6) for i, c in enumerate(columns)},
+            "psi": {c.name: round(c.psi(rows[:, i]), 6) for i, c in enumerate(self.columns)},
         }

@@ -11,13 +11,16 @@ import json
 import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 import pandas as pd
 import xgboost as xgb
 
 from osml.schema import SCHEMAS
+
+if TYPE_CHECKING:
+    from osml.profile import Profile
 
 # Code 0 of every categorical column is the reserved bucket for values unseen (or too rare) in training;
 # a missing value is NaN, which XGBoost routes down each split's default branch.
@@ -282,6 +285,8 @@ class _RuntimeModel:
     def __init__(self, encoder: FeatureEncoder, scorer: Scorer) -> None:
         self.encoder = encoder
         self.scorer = scorer
+        # the training rows' profile (`osml.profile`), saved beside the model when training made one
+        self.profile: Profile | None = None
         self._feature_types = ["c"] * encoder.n_categorical + ["q"] * len(encoder.numeric)
 
     @property
@@ -295,7 +300,11 @@ class _RuntimeModel:
         """One prediction per row, float64 (one row takes the compiled trees, more take the booster)."""
         if not len(rows):
             return np.empty(0, dtype=np.float64)
-        return self._finish(self.scorer(self.encoder.encode(rows)))
+        return self.predict_matrix(self.encoder.encode(rows))
+
+    def predict_matrix(self, matrix: np.ndarray) -> np.ndarray:
+        """`predict` of rows already encoded (`FeatureEncoder.encode`)."""
+        return self._finish(self.scorer(matrix))
 
     def _readable(self, margin: np.ndarray) -> np.ndarray:
         """A margin as the model's answer: the objective's link, then `_finish` (calibration or expm1)."""

@@ -22,6 +22,7 @@ from osml.job_store import JobStore, make_engine
 from serving import webhook
 from serving.auth import ApiKeys
 from serving.dataplane import DataPlane
+from serving.drift import DriftMonitor
 from serving.errors import install_error_handlers
 from serving.jobs import TrainingJobs
 from serving.metrics import ObservabilityMiddleware, ServingMetrics
@@ -56,6 +57,8 @@ async def _sweep_jobs(jobs: TrainingJobs, every: float) -> None:
 def create_app(settings: ServingSettings | None = None) -> FastAPI:
     settings = settings or ServingSettings()
     metrics = ServingMetrics()
+    drift = DriftMonitor()
+    metrics.registry.register(drift)
 
     @cache
     def client() -> MlflowClient:
@@ -73,7 +76,7 @@ def create_app(settings: ServingSettings | None = None) -> FastAPI:
                 poll_seconds=settings.model_poll_seconds,
                 on_swap=lambda active: metrics.set_active(active.model_version),
             )
-            app.state.plane = DataPlane(store=store, client=client, jobs=jobs, metrics=metrics)
+            app.state.plane = DataPlane(store=store, client=client, jobs=jobs, metrics=metrics, drift=drift)
             await asyncio.to_thread(jobs.start)
             await asyncio.to_thread(store.refresh)
             if settings.webhook_url is not None:

@@ -17,6 +17,7 @@ from osml.job_store import Job
 from osml.predictor import Explainer
 from osml.schema import SUPPORTED_SCHEMA_VERSIONS
 from serving import errors
+from serving.drift import DriftMonitor
 from serving.jobs import TrainingJobs
 from serving.metrics import ServingMetrics
 from serving.model_store import ActivePair, ModelStore
@@ -35,8 +36,10 @@ class DataPlane:
         client: Callable[[], MlflowClient],
         jobs: TrainingJobs,
         metrics: ServingMetrics,
+        drift: DriftMonitor,
     ) -> None:
         self.store = store
+        self.drift = drift
         self.jobs = jobs
         self._client = client
         self._metrics = metrics
@@ -53,9 +56,22 @@ class DataPlane:
         self, requests: Sequence[PredictRequest], *, explain: int | None = None
     ) -> tuple[str, list[dict[str, Any]]]:
         """/predict (a batch of one) and /predict/batch: see `predict_with`."""
-        version, answers = predict_with(self.active(), requests, explain=explain)
+        pair = self.active()
+        version, answers = predict_with(pair, requests, explain=explain)
         self._metrics.predictions.labels(version).inc(len(answers))
+        self.drift.record(
+            pair,
+            [vars(request.features) for request in requests],
+            [a["predictions"]["slaRisk"] for a in answers],
+            [a["predictions"]["etaMinutes"] for a in answers],
+        )
         return version, answers
+
+    def drift_report(self) -> dict[str, Any]:
+        report = self.drift.report()
+        if report is None:
+            raise errors.NotReady("no served rows with a training profile yet: nothing to compare")
+        return report
 
     # -- model versions (blocking: registry I/O and model loading) --
 

@@ -187,3 +187,13 @@ class Health(BaseModel):
 class Readiness(BaseModel):
     status: str
     modelVersion: str
+
+
+class DriftReport(BaseModel):
+    modelVersion: str
+    role: str = Field(description="`production`: the pair serving the answers")
+    windowRows: int = Field(description="served rows in the window")
+    windowCapacity: int = Field(description="the window keeps at most this many of the latest rows")
+    windowFrom: float | None = Field(description="Unix time of the oldest row in the window")
+    windowTo: float | None = Field(description="Unix time of the newest row in the window")
+    psi: dict[str, float] = Field(description="population stability index per feature, and of slaRisk, etaMinutes")

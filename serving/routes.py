@@ -25,6 +25,7 @@ from serving.payloads import (
     EXPLAIN_DESCRIPTION,
     ActivateRequest,
     ActivateResponse,
+    DriftReport,
     ExplainTop,
     Health,
     JobView,
@@ -299,3 +300,16 @@ async def registry_webhook(request: Request, plane: Plane) -> Response:
         plane.store.refresh_soon()
     request.state.log = {"deliveryId": request.headers.get(webhook.DELIVERY_ID_HEADER), "refresh": refresh}
     return _json({"refresh": refresh}, status=202)
+
+
+@router.get(
+    "/monitoring/drift",
+    response_model=DriftReport,
+    responses=_errors(401, 403, 503),
+    dependencies=[AdminAccess],
+    tags=["monitoring"],
+)
+async def drift(plane: Plane) -> Response:
+    """PSI of every feature and of both outputs over the facade's window of served rows, against the serving
+    pair's training profile (docs/operations.md, "Drift"); 503 until rows with a profile have been served."""
+    return _json(plane.drift_report())

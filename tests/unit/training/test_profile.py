@@ -6,7 +6,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from osml.profile import DriftWindow, Profile
+from osml import model_files
+from osml.profile import DriftWindow, Profile, of_model
 from osml.runtime import SlaRiskModel
 from training.data.synthetic import generate
 from training.features import build_training_frame
@@ -16,22 +17,22 @@ SHIFTED = {"priority", "assignmentGroupWorkloadOpen"}
 
 
 def _profile(model: SlaRiskModel, frame: pd.DataFrame) -> Profile:
-    encoder = model.encoder
-    return Profile.build(
-        encoder.encode(frame),
-        model.predict(frame),
-        categorical=encoder.categorical,
-        numeric=encoder.numeric,
-        vocabularies=encoder.vocabularies,
-        output="slaRisk",
-    )
+    return of_model(model, model.encoder.encode(frame))
+
+
+def _window(profile: Profile, size: int) -> DriftWindow:
+    return DriftWindow([*profile.columns, profile.output], size)
+
+
+def _served(model: SlaRiskModel, frame: pd.DataFrame) -> np.ndarray:
+    matrix = model.encoder.encode(frame)
+    return np.column_stack([matrix, model.predict_matrix(matrix)])
 
 
 def _serve(window: DriftWindow, model: SlaRiskModel, frame: pd.DataFrame) -> dict[str, float]:
     for start in range(0, len(frame), 7):  # requests and small batches, as traffic arrives
-        block = frame.iloc[start : start + 7]
-        window.record(model.encoder.encode(block), model.predict(block))
-    psi: dict[str, float] = window.report()["psi"]  # type: ignore[assignment]
+        window.record(_served(model, frame.iloc[start : start + 7]))
+    psi: dict[str, float] = window.report()["psi"]
     return psi
 
 
@@ -51,13 +52,13 @@ def test_traffic_like_training_is_stable_and_a_shift_shows_on_the_shifted_featur
     train, served = orders.iloc[order[:cut]], orders.iloc[order[cut:]]
     profile = _profile(sla_model, train)
 
-    alike = _serve(DriftWindow(profile, size=len(served)), sla_model, served)
+    alike = _serve(_window(profile, len(served)), sla_model, served)
     assert max(alike.values()) < 0.1, alike
 
     shifted_rows = served.assign(
         priority="CRITICAL", assignmentGroupWorkloadOpen=served["assignmentGroupWorkloadOpen"] * 5
     )
-    shifted = _serve(DriftWindow(profile, size=len(served)), sla_model, shifted_rows)
+    shifted = _serve(_window(profile, len(served)), sla_model, shifted_rows)
     assert all(shifted[name] > 0.25 for name in SHIFTED), shifted
     assert all(v < 0.1 for name, v in shifted.items() if name not in SHIFTED | {"slaRisk"}), shifted
 
@@ -65,13 +66,13 @@ def test_traffic_like_training_is_stable_and_a_shift_shows_on_the_shifted_featur
 def test_the_window_keeps_only_its_last_rows_and_reports_their_span(sla_model: SlaRiskModel, training_frame) -> None:  # type: ignore[no-untyped-def]
     frame, split, _ = training_frame
     rows = frame.features.iloc[split.train]
-    window = DriftWindow(_profile(sla_model, rows), size=50)
-    matrix, outputs = sla_model.encoder.encode(rows.iloc[:120]), sla_model.predict(rows.iloc[:120])
-    window.record(matrix[:30], outputs[:30], now=100.0)
-    window.record(matrix[30:], outputs[30:], now=200.0)  # 90 rows into 50 slots: the oldest 70 are gone
+    window = _window(_profile(sla_model, rows), 50)
+    matrix = _served(sla_model, rows.iloc[:120])
+    window.record(matrix[:30], now=100.0)
+    window.record(matrix[30:], now=200.0)  # 90 rows into 50 slots: the oldest 70 are gone
     report = window.report()
     assert report["rows"] == 50 and report["from"] == 200.0 and report["to"] == 200.0
-    window.record(matrix[:10], outputs[:10], now=300.0)
+    window.record(matrix[:10], now=300.0)
     assert window.report()["from"] == 200.0 and window.report()["to"] == 300.0
 
 
@@ -80,3 +81,14 @@ def test_a_profile_round_trips_through_json(sla_model: SlaRiskModel, training_fr
     profile = _profile(sla_model, frame.features.iloc[split.train])
     assert Profile.model_validate_json(profile.model_dump_json()) == profile
     assert all(abs(sum(c.expected) - 1) < 1e-9 for c in [*profile.columns, profile.output])
+
+
+def test_the_profile_is_saved_and_loaded_with_the_model(sla_model: SlaRiskModel, training_frame, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    frame, split, _ = training_frame
+    sla_model.profile = _profile(sla_model, frame.features.iloc[split.train])
+    try:
+        directory = model_files.save(sla_model, tmp_path / "model")
+        assert (directory / model_files.PROFILE_FILE).is_file()
+        assert model_files.load(directory).profile == sla_model.profile
+    finally:
+        sla_model.profile = None
