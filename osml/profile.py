@@ -47,9 +47,9 @@ class ColumnProfile(BaseModel):
         if self.kind == "numeric":
             index = np.searchsorted(np.asarray(self.edges), values, side="right")
         else:
-            codes = np.asarray(self.codes, dtype=np.float64)
-            hit = values[:, None] == codes[None, :]
-            index = np.where(hit.any(axis=1), hit.argmax(axis=1), len(self.codes))
+            hit = values[:, None] == np.asarray(self.codes, dtype=np.float64)[None, :]
+            other = np.full(len(values), len(self.codes))
+            index = np.where(hit.any(axis=1), hit.argmax(axis=1), other) if self.codes else other
         return np.where(missing, len(self.expected) - 1, index)
 
     def psi(self, values: np.ndarray) -> float:

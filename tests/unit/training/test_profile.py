@@ -92,3 +92,15 @@ def test_the_profile_is_saved_and_loaded_with_the_model(sla_model: SlaRiskModel,
         assert model_files.load(directory).profile == sla_model.profile
     finally:
         sla_model.profile = None
+
+
+def test_a_column_never_seen_in_training_profiles_as_all_missing(sla_model: SlaRiskModel) -> None:
+    rows = pd.DataFrame([{"priority": "HIGH", "category": "TI", "createdHour": h} for h in range(24)])
+    profile = _profile(sla_model, rows)  # location, channel, ... absent from every row
+    location = next(c for c in profile.columns if c.name == "location")
+    assert location.codes == [] and location.expected == [0.0, 1.0]
+    window = _window(profile, 100)
+    window.record(_served(sla_model, rows))
+    assert window.report()["psi"]["location"] == 0.0
+    window.record(_served(sla_model, rows.assign(location="Lisbon")))  # now present: unknown codes, "other"
+    assert window.report()["psi"]["location"] > 0.25
