@@ -146,6 +146,10 @@ class DriftWindow:
     def record(self, matrix: np.ndarray, now: float | None = None) -> None:
         size = len(self._rows)
         stamp = time.time() if now is None else now
+        if len(matrix) == 1:  # a /predict request: no index arrays
+            self._rows[self._next], self._times[self._next] = matrix[0], stamp
+            self._next, self._count = (self._next + 1) % size, min(self._count + 1, size)
+            return
         for start in range(0, len(matrix), size):  # a batch larger than the window keeps its last `size` rows
             block = matrix[start : start + size]
             slots = (self._next + np.arange(len(block))) % size
