@@ -3,6 +3,8 @@
     model.json    task, features schema, columns, vocabularies, calibration (pydantic-validated on load)
     booster.ubj   the XGBoost booster (`Booster.save_model`)
     sample.npy    encoded validation rows: every load verifies the compiled single-row trees against them
+    profile.json  optional: the training rows' profile of every feature and of the output (`osml.profile`),
+                  which the facade's drift monitor compares served rows with
 
 Loading parses these formats and nothing else: no reader here can unpickle (`np.load(allow_pickle=False)`,
 XGBoost's model parsers, JSON), and a file that starts like a pickle is refused before any reader sees it.
@@ -20,6 +22,7 @@ import numpy as np
 import xgboost as xgb
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from osml.profile import Profile
 from osml.runtime import Calibrator, EtaMinutesModel, FeatureEncoder, RuntimeModel, SlaRiskModel, XGBoostScorer
 
 FORMAT = "osml-model/1"
@@ -27,10 +30,11 @@ ARTIFACT = "model_files"  # the directory's name, and its key among the MLflow m
 META_FILE = "model.json"
 BOOSTER_FILE = "booster.ubj"
 SAMPLE_FILE = "sample.npy"
+PROFILE_FILE = "profile.json"
 FILES = (META_FILE, BOOSTER_FILE, SAMPLE_FILE)
 
 # The package modules a registered model needs to load and predict without osml installed (`code_paths`).
-RUNTIME_MODULES = ("__init__.py", "schema.py", "runtime.py", "model_files.py")
+RUNTIME_MODULES = ("__init__.py", "schema.py", "runtime.py", "profile.py", "model_files.py")
 
 # Pickle protocols 2-5 open with the PROTO opcode: such a file is refused by name, before any parser reads it.
 _PICKLE_PROTO = b"\x80"
@@ -88,6 +92,8 @@ def save(model: RuntimeModel, directory: Path) -> Path:
     scorer.booster.save_model(str(directory / BOOSTER_FILE))
     sample = scorer.sample if scorer.sample is not None else np.empty((0, len(encoder.columns)), dtype=np.float32)
     np.save(directory / SAMPLE_FILE, sample, allow_pickle=False)
+    if model.profile is not None:
+        (directory / PROFILE_FILE).write_text(model.profile.model_dump_json())
     return directory
 
 
@@ -102,7 +108,17 @@ def _data_file(directory: Path, name: str) -> Path:
 
 
 def load(directory: Path) -> RuntimeModel:
-    """The model saved in `directory`; ModelFileError for anything else."""
+    """The model saved in `directory` (with its profile when it has one); ModelFileError for anything else."""
+    model = _load_model(directory)
+    if (directory / PROFILE_FILE).exists():
+        try:
+            model.profile = Profile.model_validate_json(_data_file(directory, PROFILE_FILE).read_bytes())
+        except ValidationError as exc:
+            raise ModelFileError(f"{directory / PROFILE_FILE} is not an osml profile: {exc}") from exc
+    return model
+
+
+def _load_model(directory: Path) -> RuntimeModel:
     try:
         meta = _Meta.model_validate_json(_data_file(directory, META_FILE).read_bytes())
         booster = xgb.Booster()

@@ -18,3 +18,10 @@ class OrderPredictor(Protocol):
     def predict(self, rows: Sequence[Mapping[str, Any]]) -> np.ndarray:
         """One float per row of features (dicts shaped like a /predict `features` object)."""
         ...
+
+
+@runtime_checkable
+class Explainer(Protocol):
+    """A predictor that can say why: per row, its `k` largest feature contributions (`osml.runtime` models)."""
+
+    def explain(self, rows: Sequence[Mapping[str, Any]], k: int) -> list[dict[str, Any]]: ...

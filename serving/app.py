@@ -22,6 +22,7 @@ from osml.job_store import JobStore, make_engine
 from serving import webhook
 from serving.auth import ApiKeys
 from serving.dataplane import DataPlane
+from serving.drift import DriftMonitor
 from serving.errors import install_error_handlers
 from serving.jobs import TrainingJobs
 from serving.metrics import ObservabilityMiddleware, ServingMetrics
@@ -69,6 +70,8 @@ async def _sweep_jobs(jobs: TrainingJobs, *, started: bool, every: float, retry:
 def create_app(settings: ServingSettings | None = None) -> FastAPI:
     settings = settings or ServingSettings()
     metrics = ServingMetrics()
+    drift = DriftMonitor()
+    metrics.registry.register(drift)
 
     @cache
     def client() -> MlflowClient:
@@ -88,7 +91,7 @@ def create_app(settings: ServingSettings | None = None) -> FastAPI:
                 on_swap=lambda active: metrics.set_active(active.model_version),
                 on_failure=lambda model_version: metrics.load_failures.labels(model_version).inc(),
             )
-            app.state.plane = DataPlane(store=store, client=client, jobs=jobs, metrics=metrics)
+            app.state.plane = DataPlane(store=store, client=client, jobs=jobs, metrics=metrics, drift=drift)
             jobs_started = await _start_jobs(jobs)
             await asyncio.to_thread(store.refresh)
             if settings.webhook_url is not None:

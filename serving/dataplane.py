@@ -14,8 +14,10 @@ from mlflow.exceptions import MlflowException
 
 from osml import registry
 from osml.job_store import Job
+from osml.predictor import Explainer
 from osml.schema import SUPPORTED_SCHEMA_VERSIONS
 from serving import errors
+from serving.drift import DriftMonitor
 from serving.jobs import TrainingJobs
 from serving.metrics import ServingMetrics
 from serving.model_store import ActivePair, ModelStore
@@ -34,8 +36,10 @@ class DataPlane:
         client: Callable[[], MlflowClient],
         jobs: TrainingJobs,
         metrics: ServingMetrics,
+        drift: DriftMonitor,
     ) -> None:
         self.store = store
+        self.drift = drift
         self.jobs = jobs
         self._client = client
         self._metrics = metrics
@@ -48,11 +52,34 @@ class DataPlane:
 
     # -- predictions (CPU only, microseconds per row) --
 
-    def predict(self, requests: Sequence[PredictRequest]) -> tuple[str, list[dict[str, Any]]]:
+    def predict(
+        self, requests: Sequence[PredictRequest], *, explain: int | None = None
+    ) -> tuple[str, list[dict[str, Any]]]:
         """/predict (a batch of one) and /predict/batch: see `predict_with`."""
-        version, answers = predict_with(self.active(), requests)
+        pair = self.active()
+        version, answers = predict_with(pair, requests, explain=explain)
         self._metrics.predictions.labels(version).inc(len(answers))
+        self.drift.record(
+            pair,
+            [vars(request.features) for request in requests],
+            [a["predictions"]["slaRisk"] for a in answers],
+            [a["predictions"]["etaMinutes"] for a in answers],
+        )
         return version, answers
+
+    def drift_report(self) -> dict[str, Any]:
+        report = self.drift.report()
+        if report is None:  # the serving pair has no training profile (trained before profiles were saved)
+            return {
+                "modelVersion": self.active().model_version,
+                "role": "production",
+                "windowRows": 0,
+                "windowCapacity": 0,
+                "windowFrom": None,
+                "windowTo": None,
+                "psi": {},
+            }
+        return report
 
     # -- model versions (blocking: registry I/O and model loading) --
 
@@ -115,9 +142,12 @@ class DataPlane:
         return job_view(self.jobs.get(job_id))
 
 
-def predict_with(pair: ActivePair, requests: Sequence[PredictRequest]) -> tuple[str, list[dict[str, Any]]]:
+def predict_with(
+    pair: ActivePair, requests: Sequence[PredictRequest], *, explain: int | None = None
+) -> tuple[str, list[dict[str, Any]]]:
     """The one prediction path (the facade's routes, the worker's in-process scorer): the pair's version and one
-    answer per request, each shaped as /predict answers, all from the same pair."""
+    answer per request, each shaped as /predict answers, all from the same pair. With `explain` = k, each answer
+    also carries `explanations`: both models' k largest feature contributions (docs/serving.md, "Explanations")."""
     # a pydantic model keeps its validated fields in its instance dict: read as is, where `model_dump` would copy
     # every row (a third of a large batch's prediction time)
     rows = [vars(request.features) for request in requests]
@@ -125,7 +155,7 @@ def predict_with(pair: ActivePair, requests: Sequence[PredictRequest]) -> tuple[
     sla = [round(v, 4) for v in pair.sla.predict(rows).tolist()]
     eta = [max(round(v), 0) for v in pair.eta.predict(rows).tolist()]
     version = pair.model_version
-    return version, [
+    answers = [
         {
             "requestId": request.requestId,
             "orderId": request.orderId,
@@ -134,6 +164,13 @@ def predict_with(pair: ActivePair, requests: Sequence[PredictRequest]) -> tuple[
         }
         for request, s, e in zip(requests, sla, eta, strict=True)
     ]
+    if explain is not None:
+        if not isinstance(pair.sla, Explainer) or not isinstance(pair.eta, Explainer):
+            raise errors.ExplanationsUnavailable(f"model version {version} cannot explain its predictions")
+        why = zip(answers, pair.sla.explain(rows, explain), pair.eta.explain(rows, explain), strict=True)
+        for answer, s_why, e_why in why:
+            answer["explanations"] = {"slaRisk": s_why, "etaMinutes": e_why}
+    return version, answers
 
 
 def job_view(job: Job) -> dict[str, Any]:

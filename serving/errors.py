@@ -73,6 +73,13 @@ class UnsupportedSchema(ServingError):
     code = "UNSUPPORTED_SCHEMA"
 
 
+class ExplanationsUnavailable(ServingError):
+    """The loaded pair's models have no contributions to give (only `osml.runtime` models do)."""
+
+    status = 409
+    code = "EXPLANATIONS_UNAVAILABLE"
+
+
 class ModelUnavailable(ServingError):
     """The seed's 'modelo indisponível': no pair is loaded (yet)."""
 

@@ -25,11 +25,71 @@ class Predictions(BaseModel):
     etaMinutes: Annotated[int, Field(ge=0, description="expected minutes from creation to resolution")]
 
 
+ExplainTop = Annotated[int, Field(ge=1, le=50)]
+EXPLAIN_DESCRIPTION = (
+    "k: also return, per model, the k feature contributions of largest magnitude (XGBoost's exact TreeSHAP), with "
+    "the base value and the sum of the others, so that base + contributions + rest = the model's margin. "
+    'Absent: no explanations, and no cost. See docs/serving.md, "Explanations".'
+)
+
+
+class RiskContribution(BaseModel):
+    feature: str
+    logOdds: float = Field(description="TreeSHAP contribution to the booster's log-odds")
+    probabilityPoints: float = Field(
+        description="100 x (calibrated probability of base + this contribution alone - that of the base)"
+    )
+
+
+class RiskBase(BaseModel):
+    logOdds: float = Field(description="expected log-odds over the training rows (TreeSHAP's bias)")
+    probability: float = Field(description="the calibrated probability of the base log-odds")
+
+
+class LogOdds(BaseModel):
+    logOdds: float
+
+
+class RiskExplanation(BaseModel):
+    base: RiskBase
+    logOdds: float = Field(description="the booster's margin for this order: base + contributions + rest")
+    contributions: list[RiskContribution]
+    rest: LogOdds = Field(description="the sum of the contributions not listed")
+
+
+class EtaContribution(BaseModel):
+    feature: str
+    log1pMinutes: float = Field(description="TreeSHAP contribution to the booster's log1p(minutes)")
+    minutes: float = Field(description="expm1(base + this contribution alone) - expm1(base), minutes")
+
+
+class EtaBase(BaseModel):
+    log1pMinutes: float = Field(description="expected log1p(minutes) over the training rows (TreeSHAP's bias)")
+    minutes: float = Field(description="expm1 of the base")
+
+
+class Log1pMinutes(BaseModel):
+    log1pMinutes: float
+
+
+class EtaExplanation(BaseModel):
+    base: EtaBase
+    log1pMinutes: float = Field(description="the booster's output for this order: base + contributions + rest")
+    contributions: list[EtaContribution]
+    rest: Log1pMinutes = Field(description="the sum of the contributions not listed")
+
+
+class Explanations(BaseModel):
+    slaRisk: RiskExplanation
+    etaMinutes: EtaExplanation
+
+
 class PredictResponse(BaseModel):
     requestId: str
     orderId: str
     modelVersion: str = Field(description="the model pair that produced these predictions")
     predictions: Predictions
+    explanations: Explanations | None = Field(default=None, description="only with the query parameter `explain`")
 
 
 class PredictBatchRequest(BaseModel):
@@ -127,3 +187,13 @@ class Health(BaseModel):
 class Readiness(BaseModel):
     status: str
     modelVersion: str
+
+
+class DriftReport(BaseModel):
+    modelVersion: str
+    role: str = Field(description="`production`: the pair serving the answers")
+    windowRows: int = Field(description="served rows in the window")
+    windowCapacity: int = Field(description="the window keeps at most this many of the latest rows")
+    windowFrom: float | None = Field(description="Unix time of the oldest row in the window")
+    windowTo: float | None = Field(description="Unix time of the newest row in the window")
+    psi: dict[str, float] = Field(description="population stability index per feature, and of slaRisk, etaMinutes")

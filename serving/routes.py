@@ -13,7 +13,7 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
 from fastapi.routing import APIRoute
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel, TypeAdapter, ValidationError
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
@@ -22,8 +22,11 @@ from serving.auth import AdminAccess, ApiKeys, api_key_header
 from serving.dataplane import DataPlane
 from serving.errors import ErrorBody, NotFound, NotReady, PayloadTooLarge
 from serving.payloads import (
+    EXPLAIN_DESCRIPTION,
     ActivateRequest,
     ActivateResponse,
+    DriftReport,
+    ExplainTop,
     Health,
     JobView,
     ModelEntry,
@@ -45,6 +48,7 @@ async def _plane(request: Request) -> DataPlane:
 
 Plane = Annotated[DataPlane, Depends(_plane)]
 _Body = TypeVar("_Body", bound=BaseModel)
+_EXPLAIN: TypeAdapter[int] = TypeAdapter(ExplainTop)
 
 
 def _json(body: Any, status: int = 200) -> Response:
@@ -105,6 +109,15 @@ def _json_body(name: str) -> dict[str, Any]:
     return {
         "requestBody": {"required": True, "content": {"application/json": {"schema": schema}}},
         "security": [{api_key_header.scheme_name: []}],
+        "parameters": [
+            {
+                "name": "explain",
+                "in": "query",
+                "required": False,
+                "description": EXPLAIN_DESCRIPTION,
+                "schema": _EXPLAIN.json_schema(),
+            }
+        ],
     }
 
 
@@ -130,6 +143,19 @@ class _OwnBodyRoute(APIRoute):
     async def _call_endpoint(self, scope: Scope, receive: Receive, send: Send) -> None:
         response: Response = await self.endpoint(Request(scope, receive, send))
         await response(scope, receive, send)
+
+
+def _explain(request: Request) -> int | None:
+    """The `explain` query parameter: how many contributions per model to return (absent: none, no cost)."""
+    raw = request.query_params.get("explain")
+    if raw is None:
+        return None
+    try:
+        return _EXPLAIN.validate_strings(raw)
+    except ValidationError as exc:
+        raise RequestValidationError(
+            [{**e, "loc": ("query", "explain")} for e in exc.errors(include_url=False, include_input=False)]
+        ) from exc
 
 
 def _authorise(request: Request) -> None:
@@ -161,17 +187,18 @@ async def predict(request: Request) -> Response:
     """
     _authorise(request)
     plane: DataPlane = request.app.state.plane
+    explain = _explain(request)
     body = _validated(PredictRequest, await _capped_body(request, request.app.state.settings.max_predict_bytes))
-    version, answers = plane.predict([body])
+    version, answers = plane.predict([body], explain=explain)
     request.state.log = {"requestId": body.requestId, "orderId": body.orderId, "modelVersion": version}
     return Response(orjson.dumps(answers[0]), media_type="application/json")
 
 
-def _predict_batch_bytes(plane: DataPlane, body: bytes, max_items: int) -> tuple[bytes, str, int]:
+def _predict_batch_bytes(plane: DataPlane, body: bytes, max_items: int, explain: int | None) -> tuple[bytes, str, int]:
     items = _validated(PredictBatchRequest, body).items
     if len(items) > max_items:
         raise PayloadTooLarge(f"a batch holds at most {max_items} items")
-    version, answers = plane.predict(items)
+    version, answers = plane.predict(items, explain=explain)
     return orjson.dumps({"modelVersion": version, "items": answers}), version, len(items)
 
 
@@ -180,9 +207,12 @@ async def predict_batch(request: Request) -> Response:
     shape, all from one model pair. Parsing, validation and prediction run in a worker thread."""
     _authorise(request)
     plane: DataPlane = request.app.state.plane
+    explain = _explain(request)
     settings = request.app.state.settings
     body = await _capped_body(request, settings.max_batch_bytes)
-    content, version, count = await run_in_threadpool(_predict_batch_bytes, plane, body, settings.max_batch_items)
+    content, version, count = await run_in_threadpool(
+        _predict_batch_bytes, plane, body, settings.max_batch_items, explain
+    )
     request.state.log = {"modelVersion": version, "items": count}
     return Response(content, media_type="application/json")
 
@@ -199,7 +229,7 @@ def add_prediction_routes(app_router: APIRouter) -> None:
             endpoint,
             methods=["POST"],
             response_model=response,
-            responses=_errors(400, 401, 403, 413, 500),
+            responses=_errors(400, 401, 403, 409, 413, 500),
             tags=["predict"],
             openapi_extra=_json_body(body),
             route_class_override=_OwnBodyRoute,
@@ -243,7 +273,7 @@ async def training_job(jobId: str, plane: Plane) -> Response:
 @router.get(
     "/models",
     response_model=list[ModelEntry],
-    responses=_errors(401, 403, 503),
+    responses=_errors(401, 403, 500),
     dependencies=[AdminAccess],
     tags=["models"],
 )
@@ -294,3 +324,16 @@ async def registry_webhook(request: Request, plane: Plane) -> Response:
         plane.store.refresh_soon()
     request.state.log = {"deliveryId": request.headers.get(webhook.DELIVERY_ID_HEADER), "refresh": refresh}
     return _json({"refresh": refresh}, status=202)
+
+
+@router.get(
+    "/monitoring/drift",
+    response_model=DriftReport,
+    responses=_errors(401, 403, 500),
+    dependencies=[AdminAccess],
+    tags=["monitoring"],
+)
+async def drift(plane: Plane) -> Response:
+    """PSI of every feature and of both outputs over the facade's window of served rows, against the serving
+    pair's training profile (docs/operations.md, "Drift"); empty (no rows, no PSI) until rows are served."""
+    return _json(plane.drift_report())

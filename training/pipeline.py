@@ -31,7 +31,7 @@ from mlflow.models import ModelSignature
 from mlflow.types.schema import AnyType, ColSpec, Schema, TensorSpec
 from threadpoolctl import threadpool_limits
 
-from osml import conventions, mlflow_model, model_files, registry, train_requests
+from osml import conventions, mlflow_model, model_files, profile, registry, train_requests
 from osml.dataset_access import mask_secrets
 from osml.runtime import Calibrator, EtaMinutesModel, FeatureEncoder, SlaRiskModel, XGBoostScorer
 from osml.schema import CURRENT_SCHEMA_VERSION, REQUIRED_FEATURES, SCHEMAS
@@ -397,13 +397,16 @@ class _Trainer:
             mlflow.log_params({"served_rows": len(rows), "served_rounds": rounds})
         if task == "sla":
             assert winner.calibrator is not None
-            return SlaRiskModel(
+            model: SlaRiskModel | EtaMinutesModel = SlaRiskModel(
                 self.served.encoder,
                 scorer,
                 winner.calibrator,
                 overdue_is_breach=self.frame.sla_label_rule == "due_at",
             )
-        return EtaMinutesModel(self.served.encoder, scorer)
+        else:
+            model = EtaMinutesModel(self.served.encoder, scorer)
+        model.profile = profile.of_model(model, rows.x)  # saved with it: the facade's drift reference
+        return model
 
 
 # Model choice: the best fold score wins, unless a candidate within this margin of it answers a single row faster

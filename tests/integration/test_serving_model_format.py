@@ -74,7 +74,7 @@ def test_registered_versions_hold_no_pickle_and_link_their_runs(store: str, tmp_
             )
         )
         files = [p for p in local.rglob("*") if p.is_file()]
-        assert {p.name for p in files} >= {"MLmodel", "requirements.txt", *model_files.FILES}
+        assert {p.name for p in files} >= {"MLmodel", "requirements.txt", *model_files.FILES, model_files.PROFILE_FILE}
         for path in files:
             assert path.suffix not in {".pkl", ".pickle"}, path
             assert path.read_bytes()[:1] != b"\x80", f"{path} is a pickle"

@@ -89,7 +89,10 @@ def call_and_check(case: Case, key: str | None) -> None:
         excluded_checks=[checks.positive_data_acceptance, checks.negative_data_rejection],
     )
     assert response.status_code < 500, response.text
-    assert not any(marker in response.text for marker in TRACE_MARKERS), response.text
+    # a 2xx echoes the caller's ids (Hypothesis also draws strings from the code, "psycopg" included): traces
+    # would show in refusals, so those are searched
+    if response.status_code >= 400:
+        assert not any(marker in response.text for marker in TRACE_MARKERS), response.text
 
 
 @schema.parametrize()
