@@ -7,6 +7,7 @@ The rows are checked against the registered pair predicting in this process on `
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import uuid
 from collections.abc import Iterator
@@ -171,7 +172,12 @@ def osml_score(*args: str, tracking_uri: str) -> subprocess.CompletedProcess[str
         capture_output=True,
         text=True,
         timeout=300,
-        env={"MLFLOW_TRACKING_URI": tracking_uri, "PATH": str(VENV_BIN)},
+        # the allow-lists the session sets (tests/conftest.py), as an operator sets them for the command
+        env={
+            "MLFLOW_TRACKING_URI": tracking_uri,
+            "PATH": str(VENV_BIN),
+            **{k: v for k, v in os.environ.items() if k.startswith("OSML_DATASET_")},
+        },
         check=False,
     )
 

@@ -127,7 +127,10 @@ def test_a_refused_api_key_stops_the_worker_at_once_with_a_clear_log_and_exit_st
     ]
     [critical] = [line for line in lines if line["level"] == "CRITICAL"]
     assert "OSML_PREDICT_API_KEY" in critical["msg"] and "403" in critical["error"]
-    # nothing was taken: the events wait for a worker with the right key
-    assert queue_depth(pipeline.vhost, REQUESTED_QUEUE) == len(events)
+    # nothing was taken: the events wait for a worker with the right key (rabbitmqctl reports a quorum queue's
+    # count a few seconds late, hence the poll)
+    wait_until(
+        lambda: queue_depth(pipeline.vhost, REQUESTED_QUEUE) == len(events), timeout=30, what="the events queued"
+    )
     assert pipeline.broker.ready_count(DEAD_LETTER_QUEUE) == 0
     assert pipeline.rows() == 0
