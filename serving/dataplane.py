@@ -114,7 +114,14 @@ class DataPlane:
             raise _registry_unavailable(exc) from exc
         try:
             active = self.store.promote(pair, commit=lambda: registry.activate(client, model_version))
-        except (MlflowException, OSError) as exc:
+        except MlflowException as exc:
+            if exc.error_code == "PERMISSION_DENIED":  # a basic-auth tracking server and the read-only identity
+                raise errors.Forbidden(
+                    "this facade's MLflow identity may only read the registry: activate with the writer identity "
+                    "(docs/security.md)"
+                ) from exc
+            raise _registry_unavailable(exc) from exc
+        except OSError as exc:
             raise _registry_unavailable(exc) from exc
         return {"activeModelVersion": active.model_version}
 

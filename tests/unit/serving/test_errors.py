@@ -144,3 +144,22 @@ async def test_a_wrong_method_is_405_naming_the_allowed_ones(client: httpx.Async
     assert response.status_code == 405
     assert response.json()["code"] == "METHOD_NOT_ALLOWED"
     assert response.headers["allow"] == "GET"
+
+
+async def test_activating_with_a_read_only_registry_identity_is_403_saying_so(
+    app: FastAPI, client: httpx.AsyncClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from mlflow.exceptions import MlflowException
+    from mlflow.protos.databricks_pb2 import PERMISSION_DENIED
+
+    from serving import dataplane
+
+    def refused(*_: object) -> None:  # what a basic-auth tracking server answers the reader identity
+        raise MlflowException("Permission denied", error_code=PERMISSION_DENIED)
+
+    monkeypatch.setattr(dataplane.registry, "find_pair", lambda _client, version: pair(version))
+    monkeypatch.setattr(dataplane.registry, "activate", refused)
+    monkeypatch.setattr(app.state.plane.store, "_load", lambda p: active_pair(p.model_version))
+    response = await client.post("/models/activate", json={"modelVersion": "2031-01-01_001"}, headers=ADMIN)
+    assert response.status_code == 403, response.text
+    assert response.json()["code"] == "FORBIDDEN" and "writer identity" in response.json()["message"]

@@ -131,6 +131,18 @@ def test_registry_down_keeps_the_current_pair(store: ModelStore, registry: Regis
     assert served(store) == "2026-05-01_001"
 
 
+def test_a_registry_down_at_boot_is_served_at_the_first_poll_after_it_returns(
+    store: ModelStore, registry: Registry, loader: Loader
+) -> None:
+    registry.production, registry.down = pair("2026-05-01_001"), True
+    for _ in range(3):  # polls while the tracking server is down: nothing served, nothing loaded
+        assert store.refresh() is None
+    assert loader.loaded == []
+    registry.down = False
+    store.refresh()  # the first poll after it is back
+    assert served(store) == "2026-05-01_001"
+
+
 def test_an_unsupported_schema_is_refused_once_and_the_current_pair_stays(
     store: ModelStore, registry: Registry, loader: Loader
 ) -> None:
