@@ -82,6 +82,12 @@ class DatasetAccess(BaseSettings):
 
         A folder's CSVs (what a folder or an orders.csv beside its history is read from) must resolve inside
         a root too, so a link planted in an allowed folder cannot reach out of it."""
+        try:
+            return self._inside_roots(path, shown=shown)
+        except OSError as exc:  # e.g. a name longer than the filesystem allows
+            raise DatasetRefused(f"datasetRef {shown}: the path cannot be resolved ({exc.strerror})") from exc
+
+    def _inside_roots(self, path: Path, *, shown: str) -> Path:
         roots = self._resolved_roots()
         real = path.expanduser().resolve()
         if not self._inside(real, roots):

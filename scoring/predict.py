@@ -107,8 +107,8 @@ def predict_partition(features: pd.DataFrame, run: ScoringRun) -> pd.DataFrame:
         {
             "order_id": features["order_id"].astype("str").to_numpy(),
             "model_version": pd.Series([run.model_version] * n, dtype="str"),
-            "sla_risk": published_sla_risk(np.asarray(sla).ravel()),
-            "eta_minutes": published_eta_minutes(np.asarray(eta).ravel()),
+            "sla_risk": np.array(published_sla_risk(np.asarray(sla)), dtype=np.float64),
+            "eta_minutes": np.array(published_eta_minutes(np.asarray(eta)), dtype=np.int64),
             "predicted_at": pd.Series([pd.Timestamp(run.predicted_at)] * n, dtype="datetime64[ns, UTC]"),
             "features_snapshot": pd.Series(snapshots(inputs, run.feature_columns), dtype="str"),
             "score_run_id": pd.Series([run.run_id] * n, dtype="str"),

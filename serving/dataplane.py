@@ -14,6 +14,7 @@ from mlflow.exceptions import MlflowException
 
 from osml import registry
 from osml.job_store import Job
+from osml.precision import published_eta_minutes, published_sla_risk
 from osml.predictor import Explainer
 from osml.schema import SUPPORTED_SCHEMA_VERSIONS
 from serving import errors
@@ -21,7 +22,7 @@ from serving.drift import DriftMonitor
 from serving.jobs import TrainingJobs
 from serving.metrics import ServingMetrics
 from serving.model_store import ActivePair, ModelStore
-from serving.payloads import PredictRequest
+from serving.payloads import PredictRequest, TrainConfig
 
 
 def _registry_unavailable(exc: Exception) -> errors.RegistryUnavailable:
@@ -127,22 +128,8 @@ class DataPlane:
 
     # -- training jobs (blocking: database) --
 
-    def submit_training(
-        self,
-        *,
-        dataset_ref: str,
-        test_size: float,
-        random_state: int,
-        candidates: Sequence[str] | None = None,
-        tune_seconds: float | None = None,
-    ) -> dict[str, str]:
-        job = self.jobs.submit(
-            dataset_ref=dataset_ref,
-            test_size=test_size,
-            random_state=random_state,
-            candidates=candidates,
-            tune_seconds=tune_seconds,
-        )
+    def submit_training(self, dataset_ref: str, config: TrainConfig) -> dict[str, str]:
+        job = self.jobs.submit(dataset_ref, config)
         return {"jobId": job.id, "status": job.status}
 
     def training_job(self, job_id: str) -> dict[str, Any]:
@@ -158,9 +145,8 @@ def predict_with(
     # a pydantic model keeps its validated fields in its instance dict: read as is, where `model_dump` would copy
     # every row (a third of a large batch's prediction time)
     rows = [vars(request.features) for request in requests]
-    # Python's round on Python floats: per-value numpy calls would cost a one-row request more than its model
-    sla = [round(v, 4) for v in pair.sla.predict(rows).tolist()]
-    eta = [max(round(v), 0) for v in pair.eta.predict(rows).tolist()]
+    sla = published_sla_risk(pair.sla.predict(rows))
+    eta = published_eta_minutes(pair.eta.predict(rows))
     version = pair.model_version
     answers = [
         {

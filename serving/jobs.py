@@ -7,12 +7,12 @@ with `osml.train_requests` only, and the facade never trains.
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
 
 from osml.dataset_access import check_allowed
 from osml.job_store import Job, JobStore
 from osml.train_requests import check_candidates, check_dataset_ref
 from serving.errors import InvalidRequest, UnknownJob
+from serving.payloads import TrainConfig
 
 log = logging.getLogger("osml.serving.jobs")
 
@@ -25,37 +25,24 @@ class TrainingJobs:
     def start(self) -> None:
         self.store.create_schema()
 
-    def submit(
-        self,
-        *,
-        dataset_ref: str,
-        test_size: float,
-        random_state: int,
-        candidates: Sequence[str] | None = None,
-        tune_seconds: float | None = None,
-    ) -> Job:
+    def submit(self, dataset_ref: str, config: TrainConfig) -> Job:
+        """Record a `queued` job after the checks the facade can make without the data (docs/serving.md)."""
         try:
             check_dataset_ref(dataset_ref)
-            try:
-                check_allowed(dataset_ref.strip())
-            except OSError as exc:  # resolving the path failed, e.g. a name longer than the filesystem allows
-                raise ValueError(f"the path cannot be resolved ({exc.strerror})") from exc
+            check_allowed(dataset_ref.strip())
         except ValueError as exc:  # DatasetRefused is one
             raise InvalidRequest(
                 f"invalid datasetRef: {exc}", errors=[{"field": "datasetRef", "message": str(exc), "type": "dataset"}]
             ) from exc
-        config: dict[str, object] = {"testSize": test_size, "randomState": random_state}
-        if candidates is not None:
+        if config.candidates is not None:
             try:
-                check_candidates(candidates)
+                check_candidates(config.candidates)
             except ValueError as exc:
                 raise InvalidRequest(
                     str(exc), errors=[{"field": "trainConfig.candidates", "message": str(exc), "type": "candidates"}]
                 ) from exc
-            config["candidates"] = list(candidates)
-        if tune_seconds is not None:
-            config["tuneSeconds"] = tune_seconds
-        job = self.store.create(dataset_ref=dataset_ref.strip(), train_config=config)
+        # what the trainer reads back (trainer/job.py): the request's trainConfig, unset options left out
+        job = self.store.create(dataset_ref=dataset_ref.strip(), train_config=config.model_dump(exclude_none=True))
         log.info("training job queued", extra={"jobId": job.id, "datasetRef": dataset_ref})
         return job
 

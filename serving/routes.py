@@ -247,14 +247,7 @@ def add_prediction_routes(app_router: APIRouter) -> None:
 async def train(body: TrainRequest, plane: Plane) -> Response:
     """Record a training job (docs/serving.md, "Training jobs"), status `queued`: a trainer (`osml trainer`) claims
     it and runs it in a process of its own; the facade never trains."""
-    accepted = await asyncio.to_thread(
-        plane.submit_training,
-        dataset_ref=body.datasetRef,
-        test_size=body.trainConfig.testSize,
-        random_state=body.trainConfig.randomState,
-        candidates=body.trainConfig.candidates,
-        tune_seconds=body.trainConfig.tuneSeconds,
-    )
+    accepted = await asyncio.to_thread(plane.submit_training, body.datasetRef, body.trainConfig)
     return _json(accepted, status=202)
 
 

@@ -38,15 +38,21 @@ def sqlite_tracking_uri(tmp_path: Path) -> str:
     return f"sqlite:///{tmp_path / 'mlflow' / 'mlflow.db'}"
 
 
+def train_fast_pair(dataset: Path, tracking_uri: str, *, activate: bool = True, random_state: int = 42) -> TrainResult:
+    """The XGBoost defaults only (no search) on `dataset`, registered (and activated) in `tracking_uri`: for
+    module- and session-scoped fixtures, which cannot take `trained_pair`."""
+    return train(
+        dataset_ref=str(dataset),
+        tracking_uri=tracking_uri,
+        activate=activate,
+        random_state=random_state,
+        candidates=FAST_CANDIDATES,
+    )
+
+
 @pytest.fixture
 def trained_pair(synthetic_csv: Path) -> TrainPair:
     def _train(tracking_uri: str, *, activate: bool = True, random_state: int = 42) -> TrainResult:
-        return train(
-            dataset_ref=str(synthetic_csv),
-            tracking_uri=tracking_uri,
-            activate=activate,
-            random_state=random_state,
-            candidates=FAST_CANDIDATES,
-        )
+        return train_fast_pair(synthetic_csv, tracking_uri, activate=activate, random_state=random_state)
 
     return _train

@@ -26,10 +26,9 @@ import pytest
 from aio_pika.abc import AbstractChannel, AbstractRobustConnection
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.conftest_training import FAST_CANDIDATES
+from tests.conftest_training import train_fast_pair
 from tests.services import rabbitmqctl
 from tests.support import VENV_BIN, free_port, start_process, stop_process, wait_until
-from training.pipeline import train
 from worker.simulator import generate_orders
 from worker.topology import EXCHANGE, READY_KEY, REQUESTED_KEY, REQUESTED_QUEUE
 from worker.topology import declare as declare_topology
@@ -95,7 +94,7 @@ def facade(tmp_path_factory: pytest.TempPathFactory, synthetic_csv: Path) -> Ite
     """One facade for the worker's modules, serving a pair trained on synthetic data in an embedded tracking store."""
     workdir = tmp_path_factory.mktemp("worker-facade")
     tracking_uri = f"sqlite:///{workdir / 'mlflow.db'}"
-    train(dataset_ref=str(synthetic_csv), tracking_uri=tracking_uri, activate=True, candidates=FAST_CANDIDATES)
+    train_fast_pair(synthetic_csv, tracking_uri)
     server = Facade(
         env={
             "MLFLOW_TRACKING_URI": tracking_uri,

@@ -26,14 +26,13 @@ from osml.precision import published_eta_minutes, published_sla_risk
 from scoring.batch import Scope, production_run, score
 from scoring.predict import ScoringRun
 from scoring.sinks import CsvSink, PostgresSink
-from tests.conftest_training import FAST_CANDIDATES
+from tests.conftest_training import train_fast_pair
 from tests.services import S3Server, s3_server
 from tests.support import VENV_BIN
 from training.cluster import DaskSettings
 from training.data.canonical import OrdersData
 from training.data.synthetic import generate, load_into_postgres
 from training.features import build_features
-from training.pipeline import train
 
 pytestmark = pytest.mark.integration
 
@@ -43,7 +42,7 @@ def tracking_uri(tmp_path_factory: pytest.TempPathFactory, synthetic_csv: Path) 
     """An embedded tracking store with one pair in production."""
     workdir = tmp_path_factory.mktemp("scoring-mlflow")
     uri = f"sqlite:///{workdir / 'mlflow.db'}"
-    train(dataset_ref=str(synthetic_csv), tracking_uri=uri, activate=True, candidates=FAST_CANDIDATES)
+    train_fast_pair(synthetic_csv, uri)
     return uri
 
 

@@ -30,9 +30,8 @@ from osml import model_files, registry
 from osml.conventions import EXPERIMENT_NAME, SLA_MODEL_NAME
 from serving.errors import ModelLoadFailed
 from serving.model_store import RegistryLoader
-from tests.conftest_training import FAST_CANDIDATES
+from tests.conftest_training import train_fast_pair
 from tests.support import SEED_FEATURES, free_port, start_process, stop_process, wait_until
-from training.pipeline import train
 from training.tracking import EXPERIMENT_KIND, EXPERIMENT_KIND_TAG
 
 pytestmark = pytest.mark.integration
@@ -46,7 +45,7 @@ def store(tmp_path_factory: pytest.TempPathFactory, synthetic_csv: Path) -> str:
     """An embedded registry holding one trained production pair (read-only for the tests of this module)."""
     root = tmp_path_factory.mktemp("model-format")
     uri = f"sqlite:///{root / 'mlflow.db'}"
-    train(dataset_ref=str(synthetic_csv), tracking_uri=uri, activate=True, candidates=FAST_CANDIDATES)
+    train_fast_pair(synthetic_csv, uri)
     return uri
 
 
@@ -87,7 +86,7 @@ def test_registered_versions_hold_no_pickle_and_link_their_runs(store: str, tmp_
 def test_a_planted_pickle_is_refused_by_the_facade_and_never_runs(
     sqlite_tracking_uri: str, synthetic_csv: Path, tmp_path: Path
 ) -> None:
-    train(dataset_ref=str(synthetic_csv), tracking_uri=sqlite_tracking_uri, activate=True, candidates=FAST_CANDIDATES)
+    train_fast_pair(synthetic_csv, sqlite_tracking_uri)
     client = MlflowClient(sqlite_tracking_uri, registry_uri=sqlite_tracking_uri)
     pair = registry.production_pair(client)
     assert pair is not None

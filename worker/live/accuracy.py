@@ -9,15 +9,16 @@ The ETA outcome is the remaining time, `done_at - predicted_at` in minutes, for 
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Final
 
 import numpy as np
 import pandas as pd
-from sklearn.metrics import brier_score_loss, roc_auc_score
+from sklearn.metrics import brier_score_loss
 
-from training.evaluate import calibration_error
+from training.evaluate import auc, calibration_error
 from training.labels import sla_breached
 from worker.live.windows import Window
 
@@ -76,13 +77,14 @@ def _score(version: str, window: str, rows: pd.DataFrame) -> LiveFigures:
     p = labelled["sla_risk"].to_numpy(dtype=float)
     done = rows[rows["remaining_minutes"].notna()]
     has_sla = len(labelled) > 0
+    live_auc = auc(y, p)  # NaN for a single class: undefined, reported as None
     return LiveFigures(
         model_version=version,
         window=window,
         predictions=len(rows),
         sla_outcomes=len(labelled),
         eta_outcomes=len(done),
-        auc=float(roc_auc_score(y, p)) if len(np.unique(y)) == 2 else None,
+        auc=None if math.isnan(live_auc) else live_auc,
         brier=float(brier_score_loss(y, p, labels=[0, 1])) if has_sla else None,
         calibration_error=calibration_error(y, p) if has_sla else None,
         mae_minutes=(
