@@ -166,6 +166,8 @@ def run(args: argparse.Namespace) -> int:
     _say(banner(settings, model_version=model_version, ui_url=ui_url))
     try:
         serve(settings)
+    except KeyboardInterrupt:
+        pass  # uvicorn re-raises the Ctrl-C it shut down on; here it is the normal way to stop
     finally:
         for child in children:
             stop_process(child, timeout=15)

@@ -133,7 +133,9 @@ def configuration(params: dict[str, Any], *, rows: int, seed: int) -> dict[str, 
 def _mae_minutes(predt: np.ndarray, data: xgb.DMatrix) -> tuple[str, float]:
     """Early-stopping metric of ETA boosters: the weighted MAE in minutes, the number the run reports."""
     weights = data.get_weight()
-    errors = np.abs(np.clip(np.expm1(predt), 0.0, None) - np.expm1(data.get_label()))
+    # float64: an early pseudo-Huber round can predict past float32's exp range (e^89)
+    minutes = np.expm1(np.clip(predt.astype(np.float64), 0.0, None))
+    errors = np.abs(minutes - np.expm1(data.get_label().astype(np.float64)))
     return "mae_minutes", float(np.average(errors, weights=weights if len(weights) else None))
 
 
