@@ -47,6 +47,13 @@ class ServingMetrics:
             ["model_version"],
             registry=self.registry,
         )
+        self.gate_refusals = Counter(
+            "osml_gate_refusals_total",
+            "pairs the promotion gate refused, by model version and path (activate: a 409; poll: the alias names a "
+            "pair this facade does not serve)",
+            ["model_version", "path"],
+            registry=self.registry,
+        )
 
         self._children: dict[tuple[str, str, int], tuple[Any, Any]] = {}
 
