@@ -5,10 +5,13 @@ Training stores it with the SLA model of the pair (the artifact `evaluation.json
 Columns, one value per row:
 
     features          feature name -> the row's /predict `features` value (null = absent)
+    orderId, asOf     the row's order and prediction instant (Unix seconds): which rows two slices share
     createdAt         Unix seconds of the row's order creation (which orders a model did not train on)
     slaBreached       0/1; null where the SLA model is not scored (unlabelled, or its breach already known)
     remainingMinutes  minutes from the row's instant to done; null where unlabelled
     weight            each order weighs 1 over its snapshot rows, as in the training metrics
+    slaRisk, etaMinutes  the evaluation models' predictions (fitted before the test slice: honest on it), null
+                      where the label is
 
 JSON only: nothing here can unpickle.
 """
@@ -37,15 +40,28 @@ class EvaluationSlice(BaseModel):
 
     format: Literal["osml-evaluation/1"] = FORMAT
     features: dict[str, list[Value]]
+    orderId: list[str]
+    asOf: list[float]
     createdAt: list[float]
     slaBreached: list[float | None]
     remainingMinutes: list[float | None]
     weight: list[float]
+    slaRisk: list[float | None]
+    etaMinutes: list[float | None]
 
     @model_validator(mode="after")
     def _one_value_per_row(self) -> Self:
         n = len(self.createdAt)
-        columns: list[list[Any]] = [self.slaBreached, self.remainingMinutes, self.weight, *self.features.values()]
+        columns: list[list[Any]] = [
+            self.orderId,
+            self.asOf,
+            self.slaBreached,
+            self.remainingMinutes,
+            self.weight,
+            self.slaRisk,
+            self.etaMinutes,
+            *self.features.values(),
+        ]
         if any(len(column) != n for column in columns):
             raise ValueError("every column needs one value per row")
         return self
@@ -61,20 +77,29 @@ class EvaluationSlice(BaseModel):
             for values in zip(*self.features.values(), strict=True)
         ]
 
-    def created_after(self, instant: float) -> EvaluationSlice:
-        """The rows of orders created strictly after `instant` (Unix seconds)."""
-        keep = [i for i, created in enumerate(self.createdAt) if created > instant]
-        return EvaluationSlice(
-            features={name: [values[i] for i in keep] for name, values in self.features.items()},
-            createdAt=[self.createdAt[i] for i in keep],
-            slaBreached=[self.slaBreached[i] for i in keep],
-            remainingMinutes=[self.remainingMinutes[i] for i in keep],
-            weight=[self.weight[i] for i in keep],
+    def row_keys(self) -> list[tuple[str, float]]:
+        """(orderId, asOf) of each row."""
+        return list(zip(self.orderId, self.asOf, strict=True))
+
+    def take(self, rows: list[int]) -> EvaluationSlice:
+        """The rows at these positions, in this order."""
+        return self.model_validate(
+            {
+                name: {f: [v[i] for i in rows] for f, v in value.items()}
+                if name == "features"
+                else [value[i] for i in rows]
+                for name, value in self
+                if name != "format"
+            }
         )
 
     def labels(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """slaBreached, remainingMinutes (NaN where null) and the weights, as float arrays."""
         return _floats(self.slaBreached), _floats(self.remainingMinutes), np.asarray(self.weight, dtype=float)
+
+    def predictions(self) -> tuple[np.ndarray, np.ndarray]:
+        """The evaluation models' slaRisk and etaMinutes (NaN where null)."""
+        return _floats(self.slaRisk), _floats(self.etaMinutes)
 
 
 def _floats(values: list[float | None]) -> np.ndarray:

@@ -99,7 +99,9 @@ def create_app(settings: ServingSettings | None = None) -> FastAPI:
                     auc_margin=settings.gate.auc_margin,
                     mae_margin=settings.gate.mae_margin,
                 ),
-                on_refusal=lambda comparison, via: metrics.gate_refusals.labels(comparison.candidate, via).inc(),
+                on_decision=lambda comparison, decision, via: metrics.gate_decisions.labels(
+                    decision, comparison.candidate, via
+                ).inc(),
             )
             app.state.plane = DataPlane(store=store, client=client, jobs=jobs, metrics=metrics, drift=drift)
             jobs_started = await _start_jobs(jobs)

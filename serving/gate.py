@@ -1,17 +1,19 @@
 """The promotion gate: a candidate pair replaces production only when it scores about as well on the same rows.
 
-Both pairs are scored on labelled rows the candidate did not train on when the registry holds some: the
-evaluation slice (`osml.evaluation_slice`) of the pair trained on the newest orders, restricted to orders created
-after the candidate's `osml.ordersUntil` (source `recent`). Otherwise both are scored on the candidate's own
-evaluation slice (source `evaluation`): its test slice at training time, which its served model (refit on every
-labelled order) has seen, so this source flatters the candidate. A pair without a slice (trained before slices
-were stored) cannot be compared: source `none`, and the gate passes it.
+Each pair stores its evaluation slice (`osml.evaluation_slice`): the test rows its evaluation models were scored on
+at training time, with their labels and those models' predictions. Each row is predicted, for each of the two
+pairs, only where that pair did not train on it: a row of the pair's own slice by its stored evaluation-model
+prediction (fitted before the test slice), a row of an order created after the pair's `osml.ordersUntil` by the
+loaded pair itself; a row that pair trained on is left out. The rows are, first, those of the slice of the pair
+trained on the newest orders, when it is newer than the candidate's (source `recent`: the candidate is scored as
+it would serve), else the candidate's own slice (source `evaluation`: the candidate is scored by its evaluation
+models, as its training run reports). Rows usable for neither: source `none`, and the gate passes.
 
 The figures are the training metrics' (`osml.metrics`, per-row weights): SLA ROC AUC on the rows with an SLA label
 and ETA MAE in minutes on the rows with a remaining-time label. The candidate is refused when its AUC is lower
 than production's by more than `auc_margin` (absolute) or its MAE higher by more than `mae_margin` (relative).
-Every comparison is recorded as a run of the MLflow experiment `osml-gate` (docs/operations.md, "Promotion
-gate"); a recording that fails (a read-only identity) is logged and changes nothing.
+Every comparison is recorded as a run of the MLflow experiment `osml-gate` (docs/serving.md, "Promotion gate");
+a recording that fails (an identity that may not write there) is logged and changes nothing.
 """
 
 from __future__ import annotations
@@ -106,15 +108,29 @@ def _instant(iso: str) -> float | None:
         return None
 
 
-def score(pair: ActivePair, rows: list[dict[str, Any]], evaluation: EvaluationSlice) -> Scores:
-    breached, remaining, weight = evaluation.labels()
-    has_sla, has_eta = np.isfinite(breached), np.isfinite(remaining)
-    sla = np.asarray(pair.sla.predict(rows), dtype=float)
-    eta = np.asarray(pair.eta.predict(rows), dtype=float)
-    return Scores(
-        auc=auc(breached[has_sla], sla[has_sla], weight[has_sla]) if has_sla.any() else math.nan,
-        mae_minutes=mae(remaining[has_eta], eta[has_eta], weight[has_eta]) if has_eta.any() else math.nan,
-    )
+def predictions(
+    model: ActivePair, evaluation: EvaluationSlice, *, own: EvaluationSlice | None, cutoff: float | None
+) -> tuple[np.ndarray, np.ndarray]:
+    """The pair's SLA and ETA predictions of each row it did not train on, NaN on the rows it did.
+
+    A row of the pair's own evaluation slice gets the prediction its evaluation model made at training time (that
+    model was fitted before the test slice; the served one was refit on it); a row of an order created after the
+    pair's `cutoff` (its `osml.ordersUntil`) gets the served pair's prediction.
+    """
+    n = len(evaluation)
+    sla, eta = np.full(n, np.nan), np.full(n, np.nan)
+    stored = {key: i for i, key in enumerate(own.row_keys())} if own is not None else {}
+    at = np.array([stored.get(key, -1) for key in evaluation.row_keys()], dtype=int)
+    mine = at >= 0
+    if own is not None and mine.any():
+        own_sla, own_eta = own.predictions()
+        sla[mine], eta[mine] = own_sla[at[mine]], own_eta[at[mine]]
+    unseen = np.flatnonzero(~mine & (np.asarray(evaluation.createdAt) > (math.inf if cutoff is None else cutoff)))
+    if len(unseen):
+        rows = evaluation.take(unseen.tolist()).rows()
+        sla[unseen] = np.asarray(model.sla.predict(rows), dtype=float)
+        eta[unseen] = np.asarray(model.eta.predict(rows), dtype=float)
+    return sla, eta
 
 
 class Gate:
@@ -135,37 +151,88 @@ class Gate:
         self.auc_margin = auc_margin
         self.mae_margin = mae_margin
 
-    def _rows(self, candidate: ModelPair) -> tuple[Source, str | None, EvaluationSlice | None]:
-        cutoff = _instant(candidate.orders_until)
-        if cutoff is not None:
-            newer = [
-                p
-                for p in registry.list_pairs(self._client())
-                if p.model_version != candidate.model_version
-                and p.schema_version == candidate.schema_version
-                and (_instant(p.orders_until) or -math.inf) > cutoff
-            ]
-            if newer:
-                newest = max(newer, key=lambda p: _instant(p.orders_until) or -math.inf)
-                found = self._read_slice(newest)
-                recent = found.created_after(cutoff) if found is not None else None
-                if recent is not None and len(recent):
-                    return "recent", newest.model_version, recent
-        own = self._read_slice(candidate)
-        if own is not None and len(own):
-            return "evaluation", candidate.model_version, own
-        return "none", None, None
+    def _sources(self, pair: ModelPair, pairs: list[ModelPair]) -> list[tuple[Source, ModelPair]]:
+        """Where rows the candidate did not train on may be: the slice of the pair trained on the newest orders
+        (when newer than the candidate's), then the candidate's own."""
+        cutoff = _instant(pair.orders_until)
+        newer = [
+            p
+            for p in pairs
+            if p.model_version != pair.model_version
+            and p.schema_version == pair.schema_version
+            and cutoff is not None
+            and (_instant(p.orders_until) or -math.inf) > cutoff
+        ]
+        sources: list[tuple[Source, ModelPair]] = []
+        if newer:
+            sources.append(("recent", max(newer, key=lambda p: _instant(p.orders_until) or -math.inf)))
+        return [*sources, ("evaluation", pair)]
 
     def compare(self, pair: ModelPair, candidate: ActivePair, production: ActivePair) -> Comparison:
-        source, source_version, evaluation = self._rows(pair)
-        if evaluation is None:
-            unscored = Scores(math.nan, math.nan)
-            return Comparison(
-                pair.model_version, production.model_version, source, None, 0, 0, unscored, unscored,
-                self.auc_margin, self.mae_margin, (),
-            )  # fmt: skip
-        rows = evaluation.rows()
-        ours, theirs = score(candidate, rows, evaluation), score(production, rows, evaluation)
+        """Both pairs on the first source holding rows neither trained on (see the module docstring)."""
+        pairs = registry.list_pairs(self._client())
+        production_pair = next((p for p in pairs if p.model_version == production.model_version), None)
+        slices: dict[str, EvaluationSlice | None] = {}
+
+        def slice_of(p: ModelPair | None) -> EvaluationSlice | None:
+            if p is None:
+                return None
+            if p.model_version not in slices:
+                slices[p.model_version] = self._read_slice(p)
+            return slices[p.model_version]
+
+        for source, holder in self._sources(pair, pairs):
+            evaluation = slice_of(holder)
+            if evaluation is None or not len(evaluation):
+                continue
+            ours = predictions(candidate, evaluation, own=slice_of(pair), cutoff=_instant(pair.orders_until))
+            theirs = predictions(
+                production,
+                evaluation,
+                own=slice_of(production_pair),
+                cutoff=_instant(production_pair.orders_until) if production_pair is not None else None,
+            )
+            comparison = self._scored(pair, production, source, holder.model_version, evaluation, ours, theirs)
+            if comparison.sla_rows or comparison.eta_rows:
+                return comparison
+        unscored = Scores(math.nan, math.nan)
+        return self._judged(pair.model_version, production.model_version, "none", None, (0, 0), unscored, unscored)
+
+    def _scored(
+        self,
+        pair: ModelPair,
+        production: ActivePair,
+        source: Source,
+        holder: str,
+        evaluation: EvaluationSlice,
+        ours: tuple[np.ndarray, np.ndarray],
+        theirs: tuple[np.ndarray, np.ndarray],
+    ) -> Comparison:
+        breached, remaining, weight = evaluation.labels()
+        on_sla = np.isfinite(breached) & np.isfinite(ours[0]) & np.isfinite(theirs[0])
+        on_eta = np.isfinite(remaining) & np.isfinite(ours[1]) & np.isfinite(theirs[1])
+
+        def scores(sla: np.ndarray, eta: np.ndarray) -> Scores:
+            return Scores(
+                auc=auc(breached[on_sla], sla[on_sla], weight[on_sla]) if on_sla.any() else math.nan,
+                mae_minutes=mae(remaining[on_eta], eta[on_eta], weight[on_eta]) if on_eta.any() else math.nan,
+            )
+
+        rows = (int(on_sla.sum()), int(on_eta.sum()))
+        return self._judged(
+            pair.model_version, production.model_version, source, holder, rows, scores(*ours), scores(*theirs)
+        )
+
+    def _judged(
+        self,
+        candidate: str,
+        production: str,
+        source: Source,
+        holder: str | None,
+        rows: tuple[int, int],
+        ours: Scores,
+        theirs: Scores,
+    ) -> Comparison:
         reasons = []
         if ours.auc < theirs.auc - self.auc_margin:  # False when either is NaN: nothing to compare
             reasons.append(
@@ -176,14 +243,13 @@ class Gate:
                 f"ETA MAE {ours.mae_minutes:.1f} min is more than {self.mae_margin:.0%} above production's "
                 f"{theirs.mae_minutes:.1f} min"
             )
-        breached, remaining, _ = evaluation.labels()
         return Comparison(
-            candidate=pair.model_version,
-            production=production.model_version,
+            candidate=candidate,
+            production=production,
             source=source,
-            source_model_version=source_version,
-            sla_rows=int(np.isfinite(breached).sum()),
-            eta_rows=int(np.isfinite(remaining).sum()),
+            source_model_version=holder,
+            sla_rows=rows[0],
+            eta_rows=rows[1],
             candidate_scores=ours,
             production_scores=theirs,
             auc_margin=self.auc_margin,

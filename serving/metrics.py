@@ -47,11 +47,11 @@ class ServingMetrics:
             ["model_version"],
             registry=self.registry,
         )
-        self.gate_refusals = Counter(
-            "osml_gate_refusals_total",
-            "pairs the promotion gate refused, by model version and path (activate: a 409; poll: the alias names a "
-            "pair this facade does not serve)",
-            ["model_version", "path"],
+        self.gate_decisions = Counter(
+            "osml_promotion_gate_decisions_total",
+            "promotion gate decisions (passed, refused, forced) by candidate model version and path (activate, "
+            "poll); refused on poll: the alias names a pair this facade does not serve",
+            ["outcome", "model_version", "path"],
             registry=self.registry,
         )
 

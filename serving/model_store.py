@@ -11,7 +11,7 @@ A pair that fails to load is retried with exponential backoff (one poll, then tw
 
 With a `gate` (serving/gate.py), a loaded pair replaces the serving one only when it passes the promotion gate
 against it. A pair the alias was moved to elsewhere that fails the gate is refused visibly: the current pair keeps
-serving, the refusal is logged, reported (`on_refusal`, a metric) and kept in `refusals` (GET /models), and the
+serving, the refusal is logged, reported (`on_decision`, a metric) and kept in `refusals` (GET /models), and the
 pair is not compared again until it is activated with force.
 """
 
@@ -162,7 +162,7 @@ class ModelStore:
         on_failure: Callable[[str], None] | None = None,
         clock: Callable[[], float] = time.monotonic,
         gate: Gate | None = None,
-        on_refusal: Callable[[Comparison, Via], None] | None = None,
+        on_decision: Callable[[Comparison, Decision, Via], None] | None = None,
     ) -> None:
         self.current: ActivePair | None = None
         self._read_production = read_production
@@ -177,7 +177,7 @@ class ModelStore:
         self._loading = threading.Lock()  # serialises loaders only; requests never take it
         self._rejected: set[tuple[str, str, str]] = set()
         self._gate = gate
-        self._on_refusal = on_refusal
+        self._on_decision = on_decision
         self._refused: dict[tuple[str, str, str], Comparison] = {}  # pairs the gate refused on the poll path
         self._wake = asyncio.Event()
 
@@ -246,8 +246,8 @@ class ModelStore:
 
     def _record(self, verdict: _Verdict, via: Via) -> None:
         verdict.gate.record(verdict.comparison, verdict.decision, via=via)
-        if verdict.decision == "refused" and self._on_refusal is not None:
-            self._on_refusal(verdict.comparison, via)
+        if self._on_decision is not None:
+            self._on_decision(verdict.comparison, verdict.decision, via)
 
     def _back_off(self, key: tuple[str, str, str], model_version: str) -> float:
         failures = self._failing[1] + 1 if self._failing is not None and self._failing[0] == key else 1

@@ -475,29 +475,42 @@ def _log_lineage(frame: TrainingFrame, split: TimeSplit, ref: str) -> None:
     )
 
 
-def _evaluation_slice(frame: TrainingFrame, split: TimeSplit) -> evaluation_slice.EvaluationSlice:
-    """The test slice's labelled rows (the newest `evaluation_slice.MAX_ROWS`, whole orders), as the gate reads them."""
-    rows = split.test
-    sla = frame.sla.to_numpy(dtype=float)[rows]
-    sla[frame.breached_by_now.to_numpy(dtype=bool)[rows]] = np.nan  # scored as in training: only open breaches
-    eta = frame.eta.to_numpy(dtype=float)[rows]
-    rows, sla, eta = (a[np.isfinite(sla) | np.isfinite(eta)] for a in (rows, sla, eta))
-    if len(rows) > evaluation_slice.MAX_ROWS:  # rows are in creation order: keep the newest orders whole
+def _evaluation_slice(
+    frame: TrainingFrame, sla: by_point.Scored, eta: by_point.Scored
+) -> evaluation_slice.EvaluationSlice:
+    """The test rows the winners' evaluation models were scored on, with their labels and those models' predictions
+    (the newest `evaluation_slice.MAX_ROWS` rows, whole orders), as the promotion gate reads them."""
+    n = len(frame.features)
+    labels, predicted = np.full((2, n), np.nan), np.full((2, n), np.nan)
+    for task, (target, scored) in enumerate(((frame.sla, sla), (frame.eta, eta))):
+        labels[task, scored.rows] = target.to_numpy(dtype=float)[scored.rows]
+        predicted[task, scored.rows] = scored.predicted
+    rows = np.union1d(sla.rows, eta.rows)  # frame order is creation order
+    if len(rows) > evaluation_slice.MAX_ROWS:  # keep the newest orders whole
         first = len(rows) - evaluation_slice.MAX_ROWS
         orders = frame.order_id.to_numpy()[rows]
         first += int(np.argmax(orders[first:] != orders[first]))
-        rows, sla, eta = rows[first:], sla[first:], eta[first:]
-    features = frame.features.iloc[rows]
-    created = frame.created_at.iloc[rows].astype("datetime64[ns, UTC]").astype("int64").to_numpy() / 1e9
+        rows = rows[first:]
+
+    def seconds(instants: pd.Series) -> list[float]:
+        return (instants.iloc[rows].astype("datetime64[ns, UTC]").astype("int64").to_numpy() / 1e9).tolist()
+
+    def nullable(values: np.ndarray) -> list[float | None]:
+        return [None if np.isnan(v) else float(v) for v in values[rows]]
+
     return evaluation_slice.EvaluationSlice(
         features={
             str(name): [None if pd.isna(v) else (v.item() if isinstance(v, np.generic) else v) for v in column]
-            for name, column in features.items()
+            for name, column in frame.features.iloc[rows].items()
         },
-        createdAt=created.tolist(),
-        slaBreached=[None if np.isnan(v) else float(v) for v in sla],
-        remainingMinutes=[None if np.isnan(v) else float(v) for v in eta],
+        orderId=frame.order_id.iloc[rows].astype(str).tolist(),
+        asOf=seconds(frame.as_of),
+        createdAt=seconds(frame.created_at),
+        slaBreached=nullable(labels[0]),
+        remainingMinutes=nullable(labels[1]),
         weight=frame.weight.to_numpy(dtype=float)[rows].tolist(),
+        slaRisk=nullable(predicted[0]),
+        etaMinutes=nullable(predicted[1]),
     )
 
 
@@ -714,7 +727,7 @@ def train(
             output="slaRisk",
             example=example,
             tags=tags,
-            evaluation=_evaluation_slice(frame, split),
+            evaluation=_evaluation_slice(frame, sla.test, eta.test),
         )
         model_version = registry.claim_model_version(client, registered)
         tags[conventions.TAG_MODEL_VERSION] = model_version

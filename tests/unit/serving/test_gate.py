@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -22,6 +21,7 @@ import pandas as pd
 import pytest
 from fastapi import FastAPI
 from mlflow import MlflowClient
+from prometheus_client.parser import text_string_to_metric_families
 
 from osml import cli, registry
 from osml.conventions import SLA_MODEL_NAME
@@ -114,9 +114,15 @@ async def served(client: httpx.AsyncClient) -> str:
     return str(response.json()["modelVersion"])
 
 
-def refusals(metrics_text: str, version: str, path: str) -> float:
-    found = re.search(rf'osml_gate_refusals_total{{model_version="{version}",path="{path}"}} (\S+)', metrics_text)
-    return float(found.group(1)) if found else 0.0
+def decisions(metrics_text: str, outcome: str, version: str, path: str) -> float:
+    wanted = {"outcome": outcome, "model_version": version, "path": path}
+    return sum(
+        sample.value
+        for family in text_string_to_metric_families(metrics_text)
+        if family.name == "osml_promotion_gate_decisions"
+        for sample in family.samples
+        if sample.name.endswith("_total") and sample.labels == wanted
+    )
 
 
 async def test_a_worse_candidate_is_refused_with_both_pairs_figures(client: httpx.AsyncClient, pairs: Pairs) -> None:
@@ -134,8 +140,8 @@ async def test_a_worse_candidate_is_refused_with_both_pairs_figures(client: http
     assert gate["candidate"]["maeMinutes"] > gate["production"]["maeMinutes"]
     assert gate["reasons"]
     assert pairs.production() == pairs.good and await served(client) == pairs.good
-    assert refusals((await client.get("/metrics")).text, pairs.worse, "activate") == 1
-    run = [r for r in pairs.gate_runs(pairs.worse) if r["tags"]["osml.gate.via"] == "activate"][0]  # newest first
+    assert decisions((await client.get("/metrics")).text, "refused", pairs.worse, "activate") == 1
+    run = next(r for r in pairs.gate_runs(pairs.worse) if r["tags"]["osml.gate.via"] == "activate")  # newest first
     assert run["tags"]["osml.gate.decision"] == "refused"
     assert run["metrics"]["candidate_auc"] == pytest.approx(gate["candidate"]["auc"], abs=1e-6)
     assert run["metrics"]["production_mae_minutes"] == pytest.approx(gate["production"]["maeMinutes"], abs=1e-6)
@@ -150,6 +156,7 @@ async def test_force_activates_a_refused_candidate_and_logs_both_figures(
 
     assert response.status_code == 200 and response.json() == {"activeModelVersion": pairs.worse}
     assert pairs.production() == pairs.worse and await served(client) == pairs.worse
+    assert decisions((await client.get("/metrics")).text, "forced", pairs.worse, "activate") == 1
     [record] = [r for r in caplog.records if r.getMessage() == "promotion gate overridden (force)"]
     assert record.__dict__["candidate"]["auc"] < record.__dict__["production"]["auc"]
     runs = pairs.gate_runs(pairs.worse)
@@ -192,8 +199,10 @@ async def test_the_poller_refuses_a_worse_pair_the_alias_was_moved_to_elsewhere(
     assert entry["gateRefused"]["production"]["modelVersion"] == pairs.good  # ... but this facade refused it
     assert entry["gateRefused"]["candidate"]["auc"] < entry["gateRefused"]["production"]["auc"]
     assert "gateRefused" not in models[pairs.good]
-    assert refusals((await client.get("/metrics")).text, pairs.worse, "poll") == 1
-    assert [r["tags"]["osml.gate.decision"] for r in pairs.gate_runs(pairs.worse) if r["tags"]["osml.gate.via"] == "poll"]
+    assert decisions((await client.get("/metrics")).text, "refused", pairs.worse, "poll") == 1
+    assert [
+        r["tags"]["osml.gate.decision"] for r in pairs.gate_runs(pairs.worse) if r["tags"]["osml.gate.via"] == "poll"
+    ]
 
 
 async def test_a_recording_that_fails_does_not_fail_an_allowed_activation(
