@@ -16,8 +16,6 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import numpy as np
-import pandas as pd
 import pytest
 from fastapi import FastAPI
 from mlflow import MlflowClient
@@ -27,7 +25,7 @@ from osml import cli, registry
 from osml.conventions import SLA_MODEL_NAME
 from serving.gate import GATE_EXPERIMENT_NAME, TAG_FORCED_OVER
 from serving.settings import ServingSettings
-from tests.conftest_training import train_fast_pair
+from tests.conftest_training import shuffled_labels, train_fast_pair
 from tests.contract.test_seed_payloads import SEED_PREDICT
 from tests.unit.serving.conftest import ADMIN_KEY, PREDICT_KEY
 from training.data.synthetic import generate, write_csv
@@ -36,23 +34,6 @@ pytestmark = pytest.mark.unit
 
 ORDERS = 500
 ADMIN = {"X-API-Key": ADMIN_KEY}
-
-
-def shuffled_labels(orders_csv: Path, destination: Path, *, share: float = 0.6, seed: int = 0) -> Path:
-    """The oldest `share` of the orders, each done after another order's resolution time (no status history)."""
-    orders = pd.read_csv(orders_csv)
-    created = pd.to_datetime(orders["created_at"], utc=True)
-    older = orders[created < created.quantile(share)].copy()
-    created = pd.to_datetime(older["created_at"], utc=True)
-    done = pd.to_datetime(older["done_at"], utc=True)
-    finished = done.notna().to_numpy()
-    durations = (done - created).to_numpy()[finished]
-    np.random.default_rng(seed).shuffle(durations)
-    done[finished] = created[finished] + durations
-    older["done_at"] = done.dt.strftime("%Y-%m-%dT%H:%M:%SZ")
-    destination.mkdir(parents=True)
-    older.to_csv(destination / "orders.csv", index=False)
-    return destination / "orders.csv"
 
 
 class Pairs:
