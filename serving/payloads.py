@@ -178,7 +178,8 @@ class GateReport(BaseModel):
     production: GatePair
     rows: GateRows
     source: Literal["recent", "evaluation", "none"] = Field(
-        description="recent: orders the candidate did not train on; evaluation: the candidate's own test slice"
+        description="recent: orders newer than the candidate's data; evaluation: the candidate's own test slice; "
+        "none: no rows either pair did not train on (the gate passes)"
     )
     sourceModelVersion: str | None = Field(description="the pair whose stored evaluation slice held the rows")
     margins: GateMargins
