@@ -18,6 +18,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "eval-uci": ("training.cli_eval", "real-data quality report on the UCI incident event log"),
     "score": ("scoring.cli_score", "batch-score open (or all) orders with the production pair on Dask"),
     "serve": ("serving.cli_serve", "run the FastAPI facade"),
+    "activate": ("serving.cli_activate", "move the alias production to a pair through the promotion gate"),
     "trainer": ("trainer.cli", "claim queued training jobs (POST /train) and run them"),
     "up": ("serving.cli_up", "embedded default: train if the registry is empty, then serve + a trainer + MLflow UI"),
     "worker": ("worker.cli_worker", "consume ML_PREDICTION_REQUESTED and store predictions"),

@@ -25,6 +25,10 @@ TAG_SLA_LABEL_RULE: Final = "osml.slaLabelRule"
 # the status-name markers that counted as waiting (the `pauses` feature), comma-separated
 TAG_WAITING_MARKERS: Final = "osml.waitingMarkers"
 
+# the creation instant (ISO, UTC) of the newest order the served models trained on: the promotion gate scores a
+# candidate on orders created after it (serving/gate.py)
+TAG_ORDERS_UNTIL: Final = "osml.ordersUntil"
+
 MODEL_VERSION_PATTERN: Final = re.compile(r"^\d{4}-\d{2}-\d{2}_\d{3}$")
 
 EMBEDDED_DIR: Final = Path(".osml")

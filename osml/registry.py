@@ -28,6 +28,7 @@ from osml.conventions import (
     SLA_MODEL_NAME,
     TAG_DATASET_REF,
     TAG_MODEL_VERSION,
+    TAG_ORDERS_UNTIL,
     TAG_SCHEMA_VERSION,
     TAG_TRAINED_AT,
 )
@@ -54,6 +55,11 @@ class ModelPair:
     @property
     def dataset_ref(self) -> str:
         return str(self.sla.tags.get(TAG_DATASET_REF, ""))
+
+    @property
+    def orders_until(self) -> str:
+        """ISO creation instant of the newest order the pair trained on ("" for pairs trained before the tag)."""
+        return str(self.sla.tags.get(TAG_ORDERS_UNTIL, ""))
 
     @property
     def sla_uri(self) -> str:

@@ -24,6 +24,7 @@ from serving.auth import ApiKeys
 from serving.dataplane import DataPlane
 from serving.drift import DriftMonitor
 from serving.errors import install_error_handlers
+from serving.gate import Gate
 from serving.jobs import TrainingJobs
 from serving.metrics import ObservabilityMiddleware, ServingMetrics
 from serving.model_store import ModelStore, RegistryLoader
@@ -83,13 +84,24 @@ def create_app(settings: ServingSettings | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         with tempfile.TemporaryDirectory(prefix="osml-models-") as cache_dir:
+            loader = RegistryLoader(tracking_uri=settings.tracking_uri, cache_dir=Path(cache_dir))
             store = ModelStore(
                 read_production=lambda: registry.production_pair(client()),
-                load=RegistryLoader(tracking_uri=settings.tracking_uri, cache_dir=Path(cache_dir)),
+                load=loader,
                 poll_seconds=settings.model_poll_seconds,
                 retry_max_seconds=settings.model_retry_max_seconds,
                 on_swap=lambda active: metrics.set_active(active.model_version),
                 on_failure=lambda model_version: metrics.load_failures.labels(model_version).inc(),
+                gate=Gate(
+                    client=client,
+                    tracking_uri=settings.tracking_uri,
+                    read_slice=loader.evaluation,
+                    auc_margin=settings.gate.auc_margin,
+                    mae_margin=settings.gate.mae_margin,
+                ),
+                on_decision=lambda comparison, decision, via: metrics.gate_decisions.labels(
+                    decision, comparison.candidate, via
+                ).inc(),
             )
             app.state.plane = DataPlane(store=store, client=client, jobs=jobs, metrics=metrics, drift=drift)
             jobs_started = await _start_jobs(jobs)

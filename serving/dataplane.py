@@ -91,6 +91,7 @@ class DataPlane:
             production = registry.production_pair(client)
         except (MlflowException, OSError) as exc:
             raise _registry_unavailable(exc) from exc
+        refusals = self.store.refusals
         return [
             {
                 "modelVersion": p.model_version,
@@ -102,10 +103,12 @@ class DataPlane:
                 "active": production is not None and production.model_version == p.model_version,
                 "servable": p.schema_version in SUPPORTED_SCHEMA_VERSIONS,
             }
+            | ({"gateRefused": refusals[p.model_version].figures()} if p.model_version in refusals else {})
             for p in pairs
         ]
 
-    def activate(self, model_version: str) -> dict[str, str]:
+    def activate(self, model_version: str, *, force: bool = False) -> dict[str, str]:
+        """Through the promotion gate (GateRefused unless `force`), see `ModelStore.promote`."""
         try:
             client = self._client()
             pair = registry.find_pair(client, model_version)
@@ -114,7 +117,7 @@ class DataPlane:
         except (MlflowException, OSError) as exc:
             raise _registry_unavailable(exc) from exc
         try:
-            active = self.store.promote(pair, commit=lambda: registry.activate(client, model_version))
+            active = self.store.promote(pair, commit=lambda: registry.activate(client, model_version), force=force)
         except MlflowException as exc:
             if exc.error_code == "PERMISSION_DENIED":  # a basic-auth tracking server and the read-only identity
                 raise errors.Forbidden(

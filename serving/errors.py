@@ -30,6 +30,10 @@ class ServingError(Exception):
         self.message = message
         self.headers = headers
 
+    def body_fields(self) -> dict[str, Any]:
+        """What the error body carries beside `code` and `message`."""
+        return {}
+
 
 class InvalidRequest(ServingError):
     status = 400
@@ -38,6 +42,9 @@ class InvalidRequest(ServingError):
     def __init__(self, message: str, *, errors: Sequence[dict[str, Any]] = ()) -> None:
         super().__init__(message)
         self.errors = list(errors)
+
+    def body_fields(self) -> dict[str, Any]:
+        return {"errors": self.errors}
 
 
 class Unauthenticated(ServingError):
@@ -71,6 +78,21 @@ class PayloadTooLarge(ServingError):
 class UnsupportedSchema(ServingError):
     status = 409
     code = "UNSUPPORTED_SCHEMA"
+
+
+class GateRefused(ServingError):
+    """The promotion gate found the candidate worse than production by more than the margins
+    (docs/serving.md, "Promotion gate"); `gate` carries both pairs' figures."""
+
+    status = 409
+    code = "GATE_REFUSED"
+
+    def __init__(self, message: str, *, gate: dict[str, Any]) -> None:
+        super().__init__(message)
+        self.gate = gate
+
+    def body_fields(self) -> dict[str, Any]:
+        return {"gate": self.gate}
 
 
 class ExplanationsUnavailable(ServingError):
@@ -113,6 +135,7 @@ class ErrorBody(BaseModel):
     code: str
     message: str
     errors: list[dict[str, Any]] | None = None
+    gate: dict[str, Any] | None = None  # GATE_REFUSED: both pairs' figures (serving.payloads.GateReport)
 
 
 def error_response(status: int, code: str, message: str, **extra: Any) -> Response:
@@ -131,8 +154,7 @@ def field_errors(exc: RequestValidationError) -> list[dict[str, Any]]:
 
 async def _serving_error(_request: Request, exc: Exception) -> Response:
     assert isinstance(exc, ServingError)
-    extra = {"errors": exc.errors} if isinstance(exc, InvalidRequest) else {}
-    response = error_response(exc.status, exc.code, exc.message, **extra)
+    response = error_response(exc.status, exc.code, exc.message, **exc.body_fields())
     if exc.headers:
         response.headers.update(exc.headers)
     return response

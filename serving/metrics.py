@@ -47,6 +47,13 @@ class ServingMetrics:
             ["model_version"],
             registry=self.registry,
         )
+        self.gate_decisions = Counter(
+            "osml_promotion_gate_decisions_total",
+            "promotion gate decisions (passed, refused, forced) by candidate model version and path (activate, "
+            "poll); refused on poll: the alias names a pair this facade does not serve",
+            ["outcome", "model_version", "path"],
+            registry=self.registry,
+        )
 
         self._children: dict[tuple[str, str, int], tuple[Any, Any]] = {}
 

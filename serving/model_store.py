@@ -8,6 +8,11 @@ its `modelVersion` names the pair that produced it.
 
 A pair that fails to load is retried with exponential backoff (one poll, then twice that, up to
 `retry_max_seconds`), not downloaded again at every poll; `on_failure` reports each failure (a metric).
+
+With a `gate` (serving/gate.py), a loaded pair replaces the serving one only when it passes the promotion gate
+against it. A pair the alias was moved to elsewhere that fails the gate is refused visibly: the current pair keeps
+serving, the refusal is logged, reported (`on_decision`, a metric) and kept in `refusals` (GET /models), and the
+pair is not compared again until it is activated with force.
 """
 
 from __future__ import annotations
@@ -22,17 +27,21 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 from mlflow import MlflowClient
 from mlflow.entities.model_registry import ModelVersion
+from mlflow.exceptions import MlflowException
 
-from osml import model_files
+from osml import evaluation_slice, model_files
 from osml.predictor import OrderPredictor
 from osml.registry import ModelPair
 from osml.schema import SEED_EXAMPLE_FEATURES, SUPPORTED_SCHEMA_VERSIONS
 from serving.errors import ModelLoadFailed, UnsupportedSchema
+from serving.gate import Comparison, Decision, Gate, Via
 
 log = logging.getLogger("osml.serving.models")
+_T = TypeVar("_T")
 
 
 @dataclass(frozen=True)
@@ -70,6 +79,13 @@ def smoke_test(model: OrderPredictor, model_version: str) -> None:
         raise ModelLoadFailed(f"model version {model_version} answers the smoke prediction with {list(one)!r}")
 
 
+@dataclass(frozen=True)
+class _Verdict:
+    gate: Gate
+    comparison: Comparison
+    decision: Decision
+
+
 class RegistryLoader:
     """Downloads a pair's models from the registry into `cache_dir` and loads them (blocking).
 
@@ -82,22 +98,37 @@ class RegistryLoader:
         # resolved through our client: `models:/` URIs would go through MLflow's global registry URI instead
         self._client = MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
 
-    def _predictor(self, version: ModelVersion) -> OrderPredictor:
-        """Only the model's data files are fetched and parsed (`osml.model_files`); its shipped code, MLmodel
-        and anything else in the registry are never run or unpickled here."""
+    def _artifact(self, version: ModelVersion, name: str, read: Callable[[Path], _T]) -> _T:
+        """`read` of one of the model's artifacts, downloaded into the cache and deleted once read."""
         import mlflow.artifacts
 
         source = self._client.get_model_version_download_uri(version.name, version.version)
         with tempfile.TemporaryDirectory(prefix="model-", dir=self._cache_dir) as destination:
             local = mlflow.artifacts.download_artifacts(
-                artifact_uri=f"{source.rstrip('/')}/artifacts/{model_files.ARTIFACT}",
+                artifact_uri=f"{source.rstrip('/')}/artifacts/{name}",
                 dst_path=destination,
                 tracking_uri=self._tracking_uri,
             )
-            try:
-                return model_files.load(Path(local))
-            except model_files.ModelFileError as exc:
-                raise ModelLoadFailed(f"{version.name} version {version.version} is refused: {exc}") from exc
+            return read(Path(local))
+
+    def _predictor(self, version: ModelVersion) -> OrderPredictor:
+        """Only the model's data files are fetched and parsed (`osml.model_files`); its shipped code, MLmodel
+        and anything else in the registry are never run or unpickled here."""
+        try:
+            return self._artifact(version, model_files.ARTIFACT, model_files.load)
+        except model_files.ModelFileError as exc:
+            raise ModelLoadFailed(f"{version.name} version {version.version} is refused: {exc}") from exc
+
+    def evaluation(self, pair: ModelPair) -> evaluation_slice.EvaluationSlice | None:
+        """The pair's evaluation slice (stored with its SLA model), None when it has none or it is unreadable."""
+        try:
+            return self._artifact(pair.sla, evaluation_slice.ARTIFACT, evaluation_slice.load)
+        except (MlflowException, OSError, evaluation_slice.EvaluationSliceError) as exc:
+            log.warning(
+                "no evaluation slice for the promotion gate",
+                extra={"modelVersion": pair.model_version, "error": str(exc)},
+            )
+            return None
 
     def __call__(self, pair: ModelPair) -> ActivePair:
         check_schema(pair)
@@ -130,6 +161,8 @@ class ModelStore:
         on_swap: Callable[[ActivePair], None] | None = None,
         on_failure: Callable[[str], None] | None = None,
         clock: Callable[[], float] = time.monotonic,
+        gate: Gate | None = None,
+        on_decision: Callable[[Comparison, Decision, Via], None] | None = None,
     ) -> None:
         self.current: ActivePair | None = None
         self._read_production = read_production
@@ -143,7 +176,15 @@ class ModelStore:
         self._failing: tuple[tuple[str, str, str], int, float] | None = None
         self._loading = threading.Lock()  # serialises loaders only; requests never take it
         self._rejected: set[tuple[str, str, str]] = set()
+        self._gate = gate
+        self._on_decision = on_decision
+        self._refused: dict[tuple[str, str, str], Comparison] = {}  # pairs the gate refused on the poll path
         self._wake = asyncio.Event()
+
+    @property
+    def refusals(self) -> dict[str, Comparison]:
+        """modelVersion -> the comparison that refused the pair the alias names (until it is activated)."""
+        return {key[0]: comparison for key, comparison in self._refused.items()}
 
     def _swap(self, active: ActivePair) -> None:
         previous = self.current
@@ -165,7 +206,7 @@ class ModelStore:
         if pair is None:
             return self.current
         key = pair_key(pair)
-        if key in self._rejected or (self.current is not None and self.current.key == key):
+        if key in self._rejected or key in self._refused or (self.current is not None and self.current.key == key):
             return self.current
         if self._failing is not None and self._failing[0] == key and self._clock() < self._failing[2]:
             return self.current  # backing off: this very pair failed a moment ago
@@ -174,6 +215,7 @@ class ModelStore:
                 return self.current
             try:
                 active = self._load(pair)
+                verdict = self._judge(pair, active, force=False)
             except UnsupportedSchema as exc:
                 self._rejected.add(key)
                 log.error("production pair refused", extra={"modelVersion": pair.model_version, "error": str(exc)})
@@ -186,8 +228,26 @@ class ModelStore:
                 )
                 return self.current
             self._failing = None
+            if verdict is not None and verdict.decision == "refused":
+                self._refused[key] = verdict.comparison
+                self._record(verdict, "poll")
+                return self.current
             self._swap(active)
+        if verdict is not None:
+            self._record(verdict, "poll")
         return active
+
+    def _judge(self, pair: ModelPair, active: ActivePair, *, force: bool) -> _Verdict | None:
+        """The gate's verdict on `active` against the serving pair; None without a gate or a pair serving."""
+        if self._gate is None or self.current is None or self.current.key == active.key:
+            return None
+        comparison = self._gate.compare(pair, active, self.current)
+        return _Verdict(self._gate, comparison, self._gate.decide(pair, comparison, force=force))
+
+    def _record(self, verdict: _Verdict, via: Via) -> None:
+        verdict.gate.record(verdict.comparison, verdict.decision, via=via)
+        if self._on_decision is not None:
+            self._on_decision(verdict.comparison, verdict.decision, via)
 
     def _back_off(self, key: tuple[str, str, str], model_version: str) -> float:
         failures = self._failing[1] + 1 if self._failing is not None and self._failing[0] == key else 1
@@ -197,18 +257,30 @@ class ModelStore:
             self._on_failure(model_version)
         return delay
 
-    def promote(self, pair: ModelPair, *, commit: Callable[[], object]) -> ActivePair:
-        """Load `pair`, then `commit` (point the registry alias at it), then swap (blocking).
+    def promote(
+        self, pair: ModelPair, *, commit: Callable[[], object], force: bool = False, via: Via = "activate"
+    ) -> ActivePair:
+        """Load `pair`, pass the gate, then `commit` (point the registry alias at it), then swap (blocking).
 
-        Loading first means a pair that cannot be served is never made production.
+        Loading first means a pair that cannot be served is never made production; a pair the gate refuses raises
+        GateRefused (with both pairs' figures) unless `force`, which is recorded on the pair before `commit`.
         """
         check_schema(pair)
         with self._loading:
             active = self._load(pair)
+            verdict = self._judge(pair, active, force=force)
+            if verdict is not None and verdict.decision == "refused":
+                self._record(verdict, via)
+                raise verdict.gate.refusal(verdict.comparison)
+            if verdict is not None and verdict.decision == "forced":
+                verdict.gate.mark_forced(pair, verdict.comparison)
             commit()
             self._rejected.discard(active.key)
+            self._refused.pop(active.key, None)
             self._failing = None
             self._swap(active)
+        if verdict is not None:
+            self._record(verdict, via)
         return active
 
     def refresh_soon(self) -> None:

@@ -155,6 +155,37 @@ class JobView(BaseModel):
     updatedAt: str
 
 
+class GatePair(BaseModel):
+    modelVersion: str
+    auc: float | None = Field(description="SLA ROC AUC on the rows (null: a single SLA class among them)")
+    maeMinutes: float | None = Field(description="ETA mean absolute error in minutes (null: no ETA labels)")
+
+
+class GateRows(BaseModel):
+    sla: int = Field(description="rows with an SLA label (the AUC's)")
+    eta: int = Field(description="rows with a remaining-time label (the MAE's)")
+
+
+class GateMargins(BaseModel):
+    auc: float = Field(description="OSML_GATE_AUC_MARGIN, absolute")
+    maeRelative: float = Field(description="OSML_GATE_MAE_MARGIN, relative to production's MAE")
+
+
+class GateReport(BaseModel):
+    """Both pairs' figures on the same rows (docs/serving.md, "Promotion gate")."""
+
+    candidate: GatePair
+    production: GatePair
+    rows: GateRows
+    source: Literal["recent", "evaluation", "none"] = Field(
+        description="recent: orders newer than the candidate's data; evaluation: the candidate's own test slice; "
+        "none: no rows either pair did not train on (the gate passes)"
+    )
+    sourceModelVersion: str | None = Field(description="the pair whose stored evaluation slice held the rows")
+    margins: GateMargins
+    reasons: list[str] = Field(description="why the candidate is refused (empty: it passes)")
+
+
 class ModelEntry(BaseModel):
     modelVersion: str
     trainedAt: str
@@ -164,12 +195,17 @@ class ModelEntry(BaseModel):
     etaRegistryVersion: str
     active: bool = Field(description="under the registry alias `production`")
     servable: bool = Field(description="this facade can serve its features schema")
+    gateRefused: GateReport | None = Field(
+        default=None,
+        description="the alias names this pair but this facade's promotion gate refused it: the previous pair serves",
+    )
 
 
 class ActivateRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     modelVersion: Identifier
+    force: bool = Field(default=False, description="activate even when the promotion gate refuses (logged)")
 
 
 class ActivateResponse(BaseModel):

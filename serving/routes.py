@@ -61,7 +61,8 @@ def _errors(*statuses: int) -> dict[int | str, dict[str, Any]]:
         401: "missing X-API-Key",
         403: "this API key may not use this endpoint",
         404: "unknown job or model version",
-        409: "the model version's features schema cannot be served by this facade",
+        409: "UNSUPPORTED_SCHEMA: the model version's features schema cannot be served by this facade; "
+        "GATE_REFUSED: the promotion gate refused the pair (`gate` holds both pairs' figures)",
         413: "the body is larger than the cap (OSML_MAX_PREDICT_BYTES, OSML_MAX_BATCH_BYTES, OSML_MAX_BATCH_ITEMS)",
         500: "MODEL_UNAVAILABLE: no model version is loaded",
         502: "the model version could not be loaded",
@@ -283,8 +284,8 @@ async def models(plane: Plane) -> Response:
     tags=["models"],
 )
 async def activate(body: ActivateRequest, plane: Plane) -> Response:
-    """Load a pair, point the registry alias `production` at it, then serve it."""
-    return _json(await asyncio.to_thread(plane.activate, body.modelVersion))
+    """Load a pair, pass the promotion gate (or `force`), point the registry alias `production` at it, then serve it."""
+    return _json(await asyncio.to_thread(plane.activate, body.modelVersion, force=body.force))
 
 
 @router.post(

@@ -15,6 +15,17 @@ MIN_API_KEY_LENGTH: Final = 16
 Scope = Literal["predict", "admin"]
 
 
+class GateSettings(BaseSettings):
+    """The promotion gate's margins (docs/serving.md, "Promotion gate"), for the facade and `osml activate`: a
+    candidate pair is refused when its SLA AUC is lower than production's by more than `auc_margin` (absolute)
+    or its ETA MAE higher by more than `mae_margin` (relative: 0.05 = 5 %), on the same labelled rows."""
+
+    model_config = SettingsConfigDict(env_prefix="OSML_GATE_", extra="ignore")
+
+    auc_margin: float = Field(default=0.01, ge=0, le=1)
+    mae_margin: float = Field(default=0.05, ge=0)
+
+
 class ServingSettings(BaseSettings):
     # hide_input_in_errors: a refused setting must not print the keys and passwords beside it
     model_config = SettingsConfigDict(
@@ -34,6 +45,7 @@ class ServingSettings(BaseSettings):
     model_poll_seconds: float = Field(default=5.0, gt=0)
     # a production pair that fails to load is retried after one poll, then twice as long each time, up to this
     model_retry_max_seconds: float = Field(default=300.0, gt=0)
+    gate: GateSettings = Field(default_factory=lambda: GateSettings())
     # A running training job whose trainer has not refreshed its heartbeat for this long was cut off (the
     # trainer died) and reads `failed`; the same setting as the trainers' (trainer/settings.py).
     job_stale_seconds: float = Field(default=30.0, gt=0)

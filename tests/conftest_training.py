@@ -2,6 +2,8 @@
 
 - `synthetic_csv`: orders.csv (+ order_status_history.csv beside it) of a small generated dataset (session).
 - `sqlite_tracking_uri`: a fresh embedded tracking store (SQLite + local artifacts) in the test's tmp dir.
+- `shuffled_labels(orders_csv, destination)`: the older orders with their resolution times shuffled among them
+  (both labels noise), to train a pair that must lose to one trained on the true labels.
 - `trained_pair`: a factory `trained_pair(tracking_uri, activate=True) -> TrainResult` that trains the XGBoost
   candidates only on `synthetic_csv` and registers the pair (a few seconds), against any tracking URI
   (an `mlflow_tracking_server.url`, or `sqlite_tracking_uri`).
@@ -12,6 +14,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Protocol
 
+import numpy as np
+import pandas as pd
 import pytest
 
 from training.data.synthetic import generate, write_csv
@@ -48,6 +52,23 @@ def train_fast_pair(dataset: Path, tracking_uri: str, *, activate: bool = True, 
         random_state=random_state,
         candidates=FAST_CANDIDATES,
     )
+
+
+def shuffled_labels(orders_csv: Path, destination: Path, *, share: float = 0.6, seed: int = 0) -> Path:
+    """The oldest `share` of the orders, each done after another order's resolution time (no status history)."""
+    orders = pd.read_csv(orders_csv)
+    created = pd.to_datetime(orders["created_at"], utc=True)
+    older = orders[created < created.quantile(share)].copy()
+    created = pd.to_datetime(older["created_at"], utc=True)
+    done = pd.to_datetime(older["done_at"], utc=True)
+    finished = done.notna().to_numpy()
+    durations = (done - created).to_numpy()[finished]
+    np.random.default_rng(seed).shuffle(durations)
+    done[finished] = created[finished] + durations
+    older["done_at"] = done.dt.strftime("%Y-%m-%dT%H:%M:%SZ")
+    destination.mkdir(parents=True)
+    older.to_csv(destination / "orders.csv", index=False)
+    return destination / "orders.csv"
 
 
 @pytest.fixture

@@ -21,7 +21,8 @@ from typing import Final
 import numpy as np
 import pandas as pd
 
-from training.evaluate import auc, regression_metrics, weighted_mean, weighted_median
+from osml.metrics import auc
+from training.evaluate import regression_metrics, weighted_mean, weighted_median
 
 # (name, lower bound exclusive, upper bound inclusive) in elapsed minutes; creation is elapsed == 0
 BUCKETS: Final = (

@@ -1,20 +1,16 @@
 """Metrics for both tasks and their naive baselines (docs/model-card.md names them).
 
-Every function takes optional per-row weights (None = every row counts once), so that an order represented by
-several rows still counts once in a metric.
+AUC and MAE live in `osml.metrics` (the facade's promotion gate computes them too). Every function takes
+optional per-row weights (None = every row counts once), so that an order represented by several rows still
+counts once in a metric.
 """
 
 from __future__ import annotations
 
 import numpy as np
-from sklearn.metrics import (
-    brier_score_loss,
-    f1_score,
-    mean_absolute_error,
-    precision_score,
-    recall_score,
-    roc_auc_score,
-)
+from sklearn.metrics import brier_score_loss, f1_score, precision_score, recall_score
+
+from osml.metrics import auc, mae
 
 
 def choose_threshold(y_true: np.ndarray, proba: np.ndarray, weights: np.ndarray | None = None) -> float:
@@ -49,13 +45,6 @@ def calibration_error(
         for b in np.unique(which)
     ]
     return float(np.sum(gaps) / max(float(np.sum(w)), 1e-12))
-
-
-def auc(y_true: np.ndarray, scores: np.ndarray, weights: np.ndarray | None = None) -> float:
-    """ROC AUC, NaN when the rows hold a single class."""
-    if len(np.unique(y_true)) < 2:
-        return float("nan")
-    return float(roc_auc_score(y_true, scores, sample_weight=weights))
 
 
 def classification_metrics(
@@ -104,7 +93,7 @@ def regression_metrics(
 ) -> dict[str, float]:
     errors = np.asarray(y_true, dtype=float) - np.asarray(predicted, dtype=float)
     return {
-        "mae_minutes": float(mean_absolute_error(y_true, predicted, sample_weight=weights)),
+        "mae_minutes": mae(y_true, predicted, weights),
         "rmse_minutes": float(np.sqrt(np.average(errors**2, weights=weights))),
         "median_ae_minutes": weighted_median(np.abs(errors), weights),
     }

@@ -31,8 +31,9 @@ from mlflow.models import ModelSignature
 from mlflow.types.schema import AnyType, ColSpec, Schema, TensorSpec
 from threadpoolctl import threadpool_limits
 
-from osml import conventions, mlflow_model, model_files, profile, registry, train_requests
+from osml import conventions, evaluation_slice, mlflow_model, model_files, profile, registry, train_requests
 from osml.dataset_access import mask_secrets
+from osml.experiments import ensure_experiment
 from osml.runtime import Calibrator, EtaMinutesModel, FeatureEncoder, SlaRiskModel, XGBoostScorer
 from osml.schema import CURRENT_SCHEMA_VERSION, REQUIRED_FEATURES, SCHEMAS
 from training import by_point, plots
@@ -62,7 +63,7 @@ from training.evaluate import (
 )
 from training.features import SNAPSHOTS_PER_ORDER, TrainingFrame, build_training_frame
 from training.split import TimeSplit, time_split
-from training.tracking import dataset_source, ensure_experiment
+from training.tracking import dataset_source
 from training.tune import DEFAULT_TUNE_SECONDS, Assessment, FoldRows, assess, search
 
 Progress = Callable[[float, str], None]
@@ -474,16 +475,66 @@ def _log_lineage(frame: TrainingFrame, split: TimeSplit, ref: str) -> None:
     )
 
 
+def _evaluation_slice(
+    frame: TrainingFrame, sla: by_point.Scored, eta: by_point.Scored
+) -> evaluation_slice.EvaluationSlice:
+    """The test rows the winners' evaluation models were scored on, with their labels and those models' predictions
+    (the newest `evaluation_slice.MAX_ROWS` rows, whole orders), as the promotion gate reads them."""
+    n = len(frame.features)
+    labels, predicted = np.full((2, n), np.nan), np.full((2, n), np.nan)
+    for task, (target, scored) in enumerate(((frame.sla, sla), (frame.eta, eta))):
+        labels[task, scored.rows] = target.to_numpy(dtype=float)[scored.rows]
+        predicted[task, scored.rows] = scored.predicted
+    rows = np.union1d(sla.rows, eta.rows)  # frame order is creation order
+    if len(rows) > evaluation_slice.MAX_ROWS:  # keep the newest orders whole
+        first = len(rows) - evaluation_slice.MAX_ROWS
+        orders = frame.order_id.to_numpy()[rows]
+        first += int(np.argmax(orders[first:] != orders[first]))
+        rows = rows[first:]
+
+    def seconds(instants: pd.Series) -> list[float]:
+        return (instants.iloc[rows].astype("datetime64[ns, UTC]").astype("int64").to_numpy() / 1e9).tolist()
+
+    def nullable(values: np.ndarray) -> list[float | None]:
+        return [None if np.isnan(v) else float(v) for v in values[rows]]
+
+    return evaluation_slice.EvaluationSlice(
+        features={
+            str(name): [None if pd.isna(v) else (v.item() if isinstance(v, np.generic) else v) for v in column]
+            for name, column in frame.features.iloc[rows].items()
+        },
+        orderId=frame.order_id.iloc[rows].astype(str).tolist(),
+        asOf=seconds(frame.as_of),
+        createdAt=seconds(frame.created_at),
+        slaBreached=nullable(labels[0]),
+        remainingMinutes=nullable(labels[1]),
+        weight=frame.weight.to_numpy(dtype=float)[rows].tolist(),
+        slaRisk=nullable(predicted[0]),
+        etaMinutes=nullable(predicted[1]),
+    )
+
+
 def _register(
-    outcome: _Outcome, *, name: str, output: str, example: pd.DataFrame, tags: dict[str, str]
+    outcome: _Outcome,
+    *,
+    name: str,
+    output: str,
+    example: pd.DataFrame,
+    tags: dict[str, str],
+    evaluation: evaluation_slice.EvaluationSlice | None = None,
 ) -> ModelVersion:
     """Log the winner in its child run (with plots) and register it as a new version of `name`, linked to the run.
 
     The model is MLflow "models from code": osml/mlflow_model.py is its pyfunc, the runtime modules are its code,
-    and its one artifact is the data directory of `osml.model_files` (no pickle anywhere).
+    and its artifacts are data: the directory of `osml.model_files` and, with `evaluation`, the pair's evaluation
+    slice (`osml.evaluation_slice`). No pickle anywhere.
     """
     with tempfile.TemporaryDirectory(prefix="osml-model-") as tmp:
         files = model_files.save(outcome.model, Path(tmp) / model_files.ARTIFACT)
+        artifacts = {model_files.ARTIFACT: str(files)}
+        if evaluation is not None:
+            path = evaluation_slice.save(evaluation, Path(tmp) / evaluation_slice.ARTIFACT)
+            artifacts[evaluation_slice.ARTIFACT] = str(path)
         code = model_files.stage_runtime_code(Path(tmp) / "code")
         with mlflow.start_run(run_id=outcome.run_id, nested=True):
             mlflow.set_tag("osml.selected", "true")
@@ -491,7 +542,7 @@ def _register(
             mlflow.pyfunc.log_model(
                 name="model",
                 python_model=mlflow_model.__file__,
-                artifacts={model_files.ARTIFACT: str(files)},
+                artifacts=artifacts,
                 code_paths=[str(code)],
                 signature=_signature(outcome.model.schema_version, output),
                 input_example=example,
@@ -663,10 +714,21 @@ def train(
             conventions.TAG_DATASET_REF: ref,
             conventions.TAG_SLA_LABEL_RULE: frame.sla_label_rule,
             conventions.TAG_WAITING_MARKERS: ",".join(frame.waiting_markers),
+            conventions.TAG_ORDERS_UNTIL: frame.created_at.iloc[split.everything]
+            .max()
+            .ceil("s")
+            .strftime("%Y-%m-%dT%H:%M:%SZ"),
         }
         example = _input_example(frame.features.iloc[split.validation])
         # the SLA version first: its registry number is what makes the pair's modelVersion unique
-        registered = _register(sla, name=conventions.SLA_MODEL_NAME, output="slaRisk", example=example, tags=tags)
+        registered = _register(
+            sla,
+            name=conventions.SLA_MODEL_NAME,
+            output="slaRisk",
+            example=example,
+            tags=tags,
+            evaluation=_evaluation_slice(frame, sla.test, eta.test),
+        )
         model_version = registry.claim_model_version(client, registered)
         tags[conventions.TAG_MODEL_VERSION] = model_version
         _register(eta, name=conventions.ETA_MODEL_NAME, output="etaMinutes", example=example, tags=tags)

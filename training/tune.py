@@ -18,9 +18,10 @@ import numpy as np
 import optuna
 import pandas as pd
 
+from osml.metrics import auc
 from osml.runtime import FeatureEncoder
 from training.candidates import DEFAULTS, HALF_LIFE, MAX_ROUNDS, Rows, Task, fit_booster, fitting_weight
-from training.evaluate import auc, weighted_median
+from training.evaluate import weighted_median
 
 # The search's default budget (both tasks together): tens of configurations on tens of thousands of orders on two
 # cores, and a bounded share of a run that must finish in minutes.

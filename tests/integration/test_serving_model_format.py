@@ -28,11 +28,11 @@ from mlflow import MlflowClient
 
 from osml import model_files, registry
 from osml.conventions import EXPERIMENT_NAME, SLA_MODEL_NAME
+from osml.experiments import EXPERIMENT_KIND, EXPERIMENT_KIND_TAG
 from serving.errors import ModelLoadFailed
 from serving.model_store import RegistryLoader
 from tests.conftest_training import train_fast_pair
 from tests.support import SEED_FEATURES, free_port, start_process, stop_process, wait_until
-from training.tracking import EXPERIMENT_KIND, EXPERIMENT_KIND_TAG
 
 pytestmark = pytest.mark.integration
 

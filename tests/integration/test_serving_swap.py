@@ -4,6 +4,8 @@
   load) every response names the new pair, and no request fails during the swap.
 - A pair whose features schema the facade cannot serve is refused (409) and the current pair keeps serving;
   so does an unreachable registry.
+- A pair the alias is moved to outside the facade that fails the promotion gate (trained on shuffled labels) is
+  refused by the poller: the current pair keeps serving and GET /models shows both figures.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -21,7 +24,7 @@ from mlflow import MlflowClient
 
 from osml import registry
 from osml.conventions import ETA_MODEL_NAME, SLA_MODEL_NAME, TAG_SCHEMA_VERSION
-from tests.conftest_training import FAST_CANDIDATES
+from tests.conftest_training import FAST_CANDIDATES, shuffled_labels, train_fast_pair
 from tests.contract.facade import FacadeProcess, facade_process
 from tests.contract.test_seed_payloads import SEED_PREDICT
 from tests.services import MlflowServer
@@ -179,6 +182,37 @@ def test_unservable_schema_is_409_and_the_current_pair_keeps_serving(
     finally:
         for name, mv in ((SLA_MODEL_NAME, pair.sla), (ETA_MODEL_NAME, pair.eta)):
             client.set_model_version_tag(name, mv.version, TAG_SCHEMA_VERSION, pair.schema_version)
+
+
+def test_a_worse_pair_moved_to_outside_the_facade_is_refused_by_the_gate(
+    facade: FacadeProcess,
+    mlflow_tracking_server: MlflowServer,
+    pair_a_and_b: tuple[str, str],
+    synthetic_csv: Path,
+    tmp_path: Path,
+) -> None:
+    current, _ = current_and_other(facade, mlflow_tracking_server, pair_a_and_b)
+    client = registry_client(mlflow_tracking_server)
+    worse = train_fast_pair(
+        shuffled_labels(synthetic_csv, tmp_path / "worse"), mlflow_tracking_server.url, activate=False
+    )
+
+    def entry() -> dict[str, Any]:
+        models = httpx.get(f"{facade.url}/models", headers=facade.admin_headers, timeout=60).json()
+        return next(m for m in models if m["modelVersion"] == worse.model_version)
+
+    try:
+        registry.activate(client, worse.model_version)  # as the MLflow UI would
+        wait_until(lambda: "gateRefused" in entry(), timeout=90, what="the poller's gate refusal")
+        refusal = entry()["gateRefused"]
+        assert refusal["production"]["modelVersion"] == current and refusal["source"] == "recent"
+        assert refusal["candidate"]["auc"] < refusal["production"]["auc"] - refusal["margins"]["auc"]
+        assert served_version(facade) == current
+        metrics = httpx.get(f"{facade.url}/metrics").text
+        assert f'model_version="{worse.model_version}",outcome="refused",path="poll"}} 1.0' in metrics
+        assert "promotion gate refused a pair" in facade.log.read_text()
+    finally:
+        registry.activate(client, current)
 
 
 def test_the_current_pair_keeps_serving_while_the_registry_is_down(

@@ -18,7 +18,8 @@ import numpy as np
 import pandas as pd
 from sklearn.metrics import brier_score_loss
 
-from training.evaluate import auc, calibration_error
+from osml.metrics import auc
+from training.evaluate import calibration_error
 from training.labels import sla_breached
 from worker.live.windows import Window
 

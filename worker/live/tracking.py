@@ -25,7 +25,7 @@ from osml.conventions import (
     PRODUCTION_ALIAS,
     TAG_MODEL_VERSION,
 )
-from training.tracking import ensure_experiment
+from osml.experiments import ensure_experiment
 from worker.live.accuracy import LiveFigures
 
 log = logging.getLogger("osml.worker.live")

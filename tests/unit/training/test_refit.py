@@ -13,11 +13,12 @@ from mlflow import MlflowClient
 
 from osml import registry
 from osml.conventions import EXPERIMENT_NAME
+from osml.metrics import auc
 from osml.runtime import FeatureEncoder
 from training.candidates import DEFAULTS, Rows, Task, fit_booster
 from training.data.orders import load_orders
 from training.data.synthetic import generate, write_csv
-from training.evaluate import auc, regression_metrics
+from training.evaluate import regression_metrics
 from training.features import build_training_frame
 from training.pipeline import TrainResult, train
 from training.split import time_split
