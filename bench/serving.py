@@ -4,7 +4,10 @@ limit, and /predict/batch against in-process prediction of the same rows.
 - the facade's POST /predict (SLA + ETA) and its bare GET /health (the limit of this HTTP stack);
 - `mlflow models serve` of a scikit-learn Pipeline (OrdinalEncoder + XGBClassifier, `mlflow.sklearn`) on the
   same synthetic orders (bench/baseline.py): the baseline;
-- `mlflow models serve` of the registered SLA model itself (its pyfunc, osml/mlflow_model.py).
+- `mlflow models serve` of the registered SLA model itself (its pyfunc, osml/mlflow_model.py);
+- the facade's POST /predict again, once without and then with a shadow challenger loaded (serving/shadow.py): a
+  copy of the production pair registered under another modelVersion and put under the alias `challenger`, so the
+  challenger costs exactly what production does.
 Every server runs one worker on this machine and gets the same load from `wrk` (the seed's order, one per
 request; for MLflow as `dataframe_records`): 16 connections for throughput, one for unloaded latency. The facade
 runs as `osml serve` would in production: API key checked, one JSON log line per request, metrics recorded.
@@ -21,7 +24,8 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -40,6 +44,7 @@ TARGET_RATIO = 5.0  # facade /predict over the scikit-learn pipeline under `mlfl
 TARGET_P99_MS = 2.0
 TARGET_BATCH_SHARE = 0.6
 TARGET_EXPLAIN_MS = 1.0  # what ?explain=3 may add to a /predict at p50
+TARGET_SHADOW_SHARE = 0.10  # what a loaded shadow challenger may add to /predict p50 (1 connection)
 
 
 @dataclass(frozen=True)
@@ -210,6 +215,45 @@ def http_batch_poster(client: httpx.Client, url: str, key: str, rows: list[dict[
     return post
 
 
+@contextmanager
+def challenger_copy(tracking_uri: str) -> Iterator[str]:
+    """The production pair registered again under another modelVersion and the alias `challenger`; removed after."""
+    from mlflow import MlflowClient
+
+    from osml.conventions import CHALLENGER_ALIAS, TAG_MODEL_VERSION
+    from osml.registry import production_pair
+
+    client = MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
+    pair = production_pair(client)
+    assert pair is not None
+    model_version = f"{pair.model_version[:10]}_999"  # a day's last sequence: training does not reach it
+    copies = []
+    try:
+        for source in (pair.eta, pair.sla):
+            copy = client.create_model_version(
+                source.name,
+                str(source.source),
+                run_id=source.run_id,
+                tags={**source.tags, TAG_MODEL_VERSION: model_version},
+            )
+            copies.append(copy)
+            client.set_registered_model_alias(source.name, CHALLENGER_ALIAS, copy.version)
+        yield model_version
+    finally:
+        for copy in copies:
+            client.delete_model_version(copy.name, copy.version)  # its alias goes with it
+
+
+def prometheus_value(url: str, name: str, labels: dict[str, str]) -> float | None:
+    from prometheus_client.parser import text_string_to_metric_families
+
+    for family in text_string_to_metric_families(httpx.get(url, timeout=5).text):
+        for sample in family.samples:
+            if sample.name == name and sample.labels == labels:
+                return float(sample.value)
+    return None
+
+
 def machine() -> str:
     model = "unknown CPU"
     try:
@@ -287,6 +331,32 @@ def run(report: list[str], *, seconds: float = 15.0, tracking_uri: str | None = 
                     http_batch_poster(client, f"{facade_url}/predict/batch", key, rows),
                     repeats=7,
                 )
+            # last, so that no other figure is taken with a challenger loaded; the baseline is measured right
+            # before it, so that both see the same machine
+            predict_url, predict_lua = targets["facade"]
+            say(f"/predict without a challenger: 1 connection, {seconds:g} s")
+            loads["unshadowed", 1] = wrk(predict_url, predict_lua, connections=1, seconds=seconds)
+            with challenger_copy(uri) as challenger:
+                wait_until(
+                    lambda: prometheus_value(
+                        f"{facade_url}/metrics", "osml_challenger_model_version", {"model_version": challenger}
+                    ),
+                    timeout=120,
+                    interval=0.5,
+                    what=f"the facade loading challenger {challenger}",
+                )
+                wrk(predict_url, predict_lua, connections=16, seconds=3)  # warm-up
+                for connections in (1, 16):
+                    say(
+                        f"/predict with challenger {challenger} in the shadow: {connections} connection(s), {seconds:g} s"
+                    )
+                    loads["shadow", connections] = wrk(
+                        predict_url, predict_lua, connections=connections, seconds=seconds
+                    )
+                shadow_scored = prometheus_value(
+                    f"{facade_url}/metrics", "osml_shadow_predictions_total", {"model_version": challenger}
+                )
+                shadow_dropped = prometheus_value(f"{facade_url}/metrics", "osml_shadow_dropped_total", {})
         finally:
             facade.stop()
             for server in servers.values():
@@ -297,6 +367,7 @@ def run(report: list[str], *, seconds: float = 15.0, tracking_uri: str | None = 
     share = in_process / over_http
     unloaded_p99 = loads["facade", 1].p99_ms
     explain_cost = loads["explain", 1].p50_ms - loads["facade", 1].p50_ms
+    shadow_cost = loads["shadow", 1].p50_ms / loads["unshadowed", 1].p50_ms - 1
     checks = [
         (
             f"facade / scikit-learn pipeline throughput at 16 connections >= {TARGET_RATIO:g}x",
@@ -313,6 +384,11 @@ def run(report: list[str], *, seconds: float = 15.0, tracking_uri: str | None = 
             f"?explain=3 adds <= {TARGET_EXPLAIN_MS:g} ms per row at p50 (1 connection)",
             explain_cost <= TARGET_EXPLAIN_MS,
             f"{explain_cost:+.2f} ms",
+        ),
+        (
+            f"a shadow challenger adds < {TARGET_SHADOW_SHARE:.0%} to /predict p50 (1 connection)",
+            shadow_cost < TARGET_SHADOW_SHARE,
+            f"{shadow_cost:+.1%}",
         ),
         ("no failed request under load", all(v.failures == 0 for v in loads.values()), ""),
     ]
@@ -335,6 +411,8 @@ def run(report: list[str], *, seconds: float = 15.0, tracking_uri: str | None = 
         "health": ("osml facade", "GET /health (no work: the HTTP stack's limit)"),
         "pipeline": ("mlflow models serve", "POST /invocations, scikit-learn pipeline (SLA only)"),
         "mlflow": ("mlflow models serve", "POST /invocations, the registered SLA pyfunc"),
+        "unshadowed": ("osml facade", "POST /predict, no challenger (measured right before the next rows)"),
+        "shadow": ("osml facade", "POST /predict, a challenger scored in the shadow"),
     }
     for (name, connections), load in loads.items():
         label, endpoint = described[name]
@@ -354,6 +432,12 @@ def run(report: list[str], *, seconds: float = 15.0, tracking_uri: str | None = 
         "",
         f"/predict/batch reaches **{share:.0%}** of in-process rows/s (medians of 7 calls each, the two paths "
         "alternating so that both see the same machine).",
+        "",
+        f"Shadow challenger (a copy of the production pair under the alias `challenger`, scored beside every "
+        f"/predict and stored in the facade's SQLite database): /predict p50 at 1 connection "
+        f"{loads['unshadowed', 1].p50_ms:.2f} ms without, {loads['shadow', 1].p50_ms:.2f} ms with (**{shadow_cost:+.1%}**); "
+        f"the challenger scored {shadow_scored or 0:,.0f} rows and dropped {shadow_dropped or 0:,.0f} "
+        "(queue full) over both runs with it.",
         "",
         "| acceptance target | measured | met |",
         "|---|---:|:---:|",

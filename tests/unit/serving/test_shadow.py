@@ -201,3 +201,27 @@ async def test_a_challenger_that_is_production_itself_is_not_scored_again(
     app.state.plane.shadow.store.current = loaded
     assert (await client.post("/predict/batch", json={"items": _items(3)}, headers=HEADERS)).status_code == 200
     assert _samples(app)["osml_shadow_queue_rows", frozenset()] == 0
+
+
+async def test_without_the_table_the_shadow_keeps_its_metrics_and_counts_the_rows_it_could_not_store(
+    settings: ServingSettings, caplog: pytest.LogCaptureFixture
+) -> None:
+    with fresh_database("osml_shadow_unmigrated") as url:  # PostgreSQL: the table is the migration's, not made here
+        application = create_app(settings.model_copy(update={"database_url": url, "shadow_flush_seconds": 0.01}))
+        async with application.router.lifespan_context(application):
+            application.state.plane.store.current = active_pair(PRODUCTION)
+            application.state.plane.shadow.store.current = _challenger()
+            transport = httpx.ASGITransport(app=application)
+            async with httpx.AsyncClient(transport=transport, base_url="http://f") as client:
+                errors = ("osml_shadow_errors_total", frozenset({("stage", "store")}))
+                for chunk, lost in ((_items(3), 3), (_items(4), 7)):  # two batches: the warning is logged once
+                    answered = await client.post("/predict/batch", json={"items": chunk}, headers=HEADERS)
+                    assert answered.status_code == 200
+                    wait_until(
+                        lambda lost=lost: _samples(application).get(errors) == lost, timeout=30, what=f"{lost} lost"
+                    )
+    samples = _samples(application)
+    assert samples["osml_shadow_predictions_total", frozenset({("model_version", CHALLENGER)})] == 7
+    assert samples["osml_shadow_errors_total", frozenset({("stage", "store")})] == 7
+    assert samples["osml_shadow_stored_total", frozenset()] == 0
+    assert sum("shadow rows not stored" in r.message for r in caplog.records) == 1  # once, not per batch
