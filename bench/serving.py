@@ -5,9 +5,9 @@ limit, and /predict/batch against in-process prediction of the same rows.
 - `mlflow models serve` of a scikit-learn Pipeline (OrdinalEncoder + XGBClassifier, `mlflow.sklearn`) on the
   same synthetic orders (bench/baseline.py): the baseline;
 - `mlflow models serve` of the registered SLA model itself (its pyfunc, osml/mlflow_model.py);
-- the facade's POST /predict again, once without and then with a shadow challenger loaded (serving/shadow.py): a
-  copy of the production pair registered under another modelVersion and put under the alias `challenger`, so the
-  challenger costs exactly what production does.
+- the facade's POST /predict again, without and then with a shadow challenger loaded (serving/shadow.py), in
+  alternating rounds: a copy of the production pair registered under another modelVersion and put under the alias
+  `challenger`, so the challenger costs exactly what production does.
 Every server runs one worker on this machine and gets the same load from `wrk` (the seed's order, one per
 request; for MLflow as `dataframe_records`): 16 connections for throughput, one for unloaded latency. The facade
 runs as `osml serve` would in production: API key checked, one JSON log line per request, metrics recorded.
@@ -27,6 +27,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -254,6 +255,56 @@ def prometheus_value(url: str, name: str, labels: dict[str, str]) -> float | Non
     return None
 
 
+SHADOW_ROUNDS = 3
+
+
+def challenger_is(metrics_url: str, model_version: str, *, loaded: bool) -> bool:
+    """Whether the facade at `metrics_url` has (or, loaded=False, no longer has) `model_version` as challenger."""
+    value = prometheus_value(metrics_url, "osml_challenger_model_version", {"model_version": model_version})
+    return (value == 1) == loaded
+
+
+@dataclass(frozen=True)
+class ShadowRounds:
+    rounds: list[tuple[Load, Load]]  # (without, with a challenger) at 1 connection
+    scored: float
+    dropped: float
+
+    @property
+    def median_change(self) -> float:
+        return statistics.median(on.p50_ms / off.p50_ms - 1 for off, on in self.rounds)
+
+
+def shadow_rounds(
+    facade_url: str, tracking_uri: str, url: str, script: Path, *, seconds: float, say: Callable[[str], None]
+) -> ShadowRounds:
+    """/predict at 1 connection without, then with a challenger, SHADOW_ROUNDS times."""
+    metrics = f"{facade_url}/metrics"
+    rounds, scored, dropped = [], 0.0, 0.0
+    for round_ in range(1, SHADOW_ROUNDS + 1):
+        say(f"shadow round {round_}: /predict without a challenger, 1 connection, {seconds:g} s")
+        without = wrk(url, script, connections=1, seconds=seconds)
+        with challenger_copy(tracking_uri) as challenger:
+            loaded = {"model_version": challenger}
+            wait_until(
+                partial(challenger_is, metrics, challenger, loaded=True),
+                timeout=120,
+                interval=0.5,
+                what=f"the facade loading challenger {challenger}",
+            )
+            say(f"shadow round {round_}: /predict with challenger {challenger}, 1 connection, {seconds:g} s")
+            rounds.append((without, wrk(url, script, connections=1, seconds=seconds)))
+            scored = prometheus_value(metrics, "osml_shadow_predictions_total", loaded) or 0.0
+            dropped = prometheus_value(metrics, "osml_shadow_dropped_total", {}) or 0.0
+        wait_until(
+            partial(challenger_is, metrics, challenger, loaded=False),
+            timeout=120,
+            interval=0.5,
+            what="the facade dropping the removed challenger",
+        )
+    return ShadowRounds(rounds, scored, dropped)
+
+
 def machine() -> str:
     model = "unknown CPU"
     try:
@@ -331,32 +382,9 @@ def run(report: list[str], *, seconds: float = 15.0, tracking_uri: str | None = 
                     http_batch_poster(client, f"{facade_url}/predict/batch", key, rows),
                     repeats=7,
                 )
-            # last, so that no other figure is taken with a challenger loaded; the baseline is measured right
-            # before it, so that both see the same machine
+            # last, so that no other figure is taken with a challenger loaded
             predict_url, predict_lua = targets["facade"]
-            say(f"/predict without a challenger: 1 connection, {seconds:g} s")
-            loads["unshadowed", 1] = wrk(predict_url, predict_lua, connections=1, seconds=seconds)
-            with challenger_copy(uri) as challenger:
-                wait_until(
-                    lambda: prometheus_value(
-                        f"{facade_url}/metrics", "osml_challenger_model_version", {"model_version": challenger}
-                    ),
-                    timeout=120,
-                    interval=0.5,
-                    what=f"the facade loading challenger {challenger}",
-                )
-                wrk(predict_url, predict_lua, connections=16, seconds=3)  # warm-up
-                for connections in (1, 16):
-                    say(
-                        f"/predict with challenger {challenger} in the shadow: {connections} connection(s), {seconds:g} s"
-                    )
-                    loads["shadow", connections] = wrk(
-                        predict_url, predict_lua, connections=connections, seconds=seconds
-                    )
-                shadow_scored = prometheus_value(
-                    f"{facade_url}/metrics", "osml_shadow_predictions_total", {"model_version": challenger}
-                )
-                shadow_dropped = prometheus_value(f"{facade_url}/metrics", "osml_shadow_dropped_total", {})
+            shadow = shadow_rounds(facade_url, uri, predict_url, predict_lua, seconds=seconds, say=say)
         finally:
             facade.stop()
             for server in servers.values():
@@ -367,7 +395,7 @@ def run(report: list[str], *, seconds: float = 15.0, tracking_uri: str | None = 
     share = in_process / over_http
     unloaded_p99 = loads["facade", 1].p99_ms
     explain_cost = loads["explain", 1].p50_ms - loads["facade", 1].p50_ms
-    shadow_cost = loads["shadow", 1].p50_ms / loads["unshadowed", 1].p50_ms - 1
+    shadow_cost = shadow.median_change
     checks = [
         (
             f"facade / scikit-learn pipeline throughput at 16 connections >= {TARGET_RATIO:g}x",
@@ -386,11 +414,16 @@ def run(report: list[str], *, seconds: float = 15.0, tracking_uri: str | None = 
             f"{explain_cost:+.2f} ms",
         ),
         (
-            f"a shadow challenger adds < {TARGET_SHADOW_SHARE:.0%} to /predict p50 (1 connection)",
+            f"a shadow challenger adds < {TARGET_SHADOW_SHARE:.0%} to /predict p50 (1 connection, median of "
+            f"{SHADOW_ROUNDS} rounds)",
             shadow_cost < TARGET_SHADOW_SHARE,
             f"{shadow_cost:+.1%}",
         ),
-        ("no failed request under load", all(v.failures == 0 for v in loads.values()), ""),
+        (
+            "no failed request under load",
+            all(v.failures == 0 for v in [*loads.values(), *(x for r in shadow.rounds for x in r)]),
+            "",
+        ),
     ]
     report += [
         "## Serving: facade vs `mlflow models serve`",
@@ -411,8 +444,6 @@ def run(report: list[str], *, seconds: float = 15.0, tracking_uri: str | None = 
         "health": ("osml facade", "GET /health (no work: the HTTP stack's limit)"),
         "pipeline": ("mlflow models serve", "POST /invocations, scikit-learn pipeline (SLA only)"),
         "mlflow": ("mlflow models serve", "POST /invocations, the registered SLA pyfunc"),
-        "unshadowed": ("osml facade", "POST /predict, no challenger (measured right before the next rows)"),
-        "shadow": ("osml facade", "POST /predict, a challenger scored in the shadow"),
     }
     for (name, connections), load in loads.items():
         label, endpoint = described[name]
@@ -433,11 +464,21 @@ def run(report: list[str], *, seconds: float = 15.0, tracking_uri: str | None = 
         f"/predict/batch reaches **{share:.0%}** of in-process rows/s (medians of 7 calls each, the two paths "
         "alternating so that both see the same machine).",
         "",
-        f"Shadow challenger (a copy of the production pair under the alias `challenger`, scored beside every "
-        f"/predict and stored in the facade's SQLite database): /predict p50 at 1 connection "
-        f"{loads['unshadowed', 1].p50_ms:.2f} ms without, {loads['shadow', 1].p50_ms:.2f} ms with (**{shadow_cost:+.1%}**); "
-        f"the challenger scored {shadow_scored or 0:,.0f} rows and dropped {shadow_dropped or 0:,.0f} "
-        "(queue full) over both runs with it.",
+        "Shadow challenger: a copy of the production pair under the alias `challenger`, scored beside every "
+        "/predict and stored in the facade's SQLite database. Each round measures /predict at 1 connection without "
+        "a challenger, then with one (registered, loaded, measured, removed): the rounds alternate so that both sides "
+        "see the same machine.",
+        "",
+        "| round | p50 without (ms) | p50 with (ms) | change | p99 without (ms) | p99 with (ms) |",
+        "|---:|---:|---:|---:|---:|---:|",
+        *(
+            f"| {i + 1} | {off.p50_ms:.3f} | {on.p50_ms:.3f} | {on.p50_ms / off.p50_ms - 1:+.1%} | "
+            f"{off.p99_ms:.2f} | {on.p99_ms:.2f} |"
+            for i, (off, on) in enumerate(shadow.rounds)
+        ),
+        "",
+        f"Median change of /predict p50: **{shadow_cost:+.1%}**; the challenger scored {shadow.scored:,.0f} rows and "
+        f"dropped {shadow.dropped:,.0f} (queue full).",
         "",
         "| acceptance target | measured | met |",
         "|---|---:|:---:|",
