@@ -38,6 +38,8 @@ from bench import baseline
 from osml.conventions import SLA_MODEL_NAME
 from osml.processes import VENV_BIN, free_port, http_ok, start_process, stop_process, wait_until
 from osml.schema import SEED_EXAMPLE_FEATURES, SEED_EXAMPLE_PREDICT_BODY
+from tests.services import fresh_database
+from worker.migrate import upgrade
 
 BATCH_ROWS = 10_000
 
@@ -326,7 +328,9 @@ def run(report: list[str], *, seconds: float = 15.0, tracking_uri: str | None = 
 
     started = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
     host = machine()
-    with tempfile.TemporaryDirectory(prefix="osml-bench-") as tmp:
+    # the facade's database is PostgreSQL, as in the stack: the shadow case stores its rows there
+    with tempfile.TemporaryDirectory(prefix="osml-bench-") as tmp, fresh_database("osml_bench_serving") as database:
+        upgrade(database)
         workdir = Path(tmp)
         uri = tracking_uri or f"sqlite:///{workdir / 'mlflow.db'}"
         model_version = ensure_pair(uri, workdir, say)
@@ -335,7 +339,7 @@ def run(report: list[str], *, seconds: float = 15.0, tracking_uri: str | None = 
         schema_version = facade_schema_version(uri)
         say("training the baseline: a scikit-learn Pipeline (OrdinalEncoder + XGBClassifier) ...")
         pipeline_uri = baseline.log_pipeline(uri, schema_version)
-        facade = start_facade(uri, workdir, port=facade_port, predict_key=key)
+        facade = start_facade(uri, workdir, port=facade_port, predict_key=key, env={"OSML_DATABASE_URL": database})
         servers = {
             "mlflow": mlflow_serve(uri, f"models:/{SLA_MODEL_NAME}@production", mlflow_port, workdir / "mlflow.log"),
             "pipeline": mlflow_serve(uri, pipeline_uri, pipeline_port, workdir / "pipeline.log"),
@@ -465,7 +469,7 @@ def run(report: list[str], *, seconds: float = 15.0, tracking_uri: str | None = 
         "alternating so that both see the same machine).",
         "",
         "Shadow challenger: a copy of the production pair under the alias `challenger`, scored beside every "
-        "/predict and stored in the facade's SQLite database. Each round measures /predict at 1 connection without "
+        "/predict and stored in the facade's PostgreSQL database (a fresh one, migrated). Each round measures /predict at 1 connection without "
         "a challenger, then with one (registered, loaded, measured, removed): the rounds alternate so that both sides "
         "see the same machine.",
         "",

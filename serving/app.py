@@ -30,7 +30,7 @@ from serving.metrics import ObservabilityMiddleware, ServingMetrics
 from serving.model_store import ModelStore, RegistryLoader
 from serving.routes import add_prediction_routes, document_bodies, router
 from serving.settings import ServingSettings
-from serving.shadow import ShadowScorer, ShadowSink
+from serving.shadow import ShadowScorer, sink_for
 
 log = logging.getLogger("osml.serving")
 
@@ -98,7 +98,7 @@ def create_app(settings: ServingSettings | None = None) -> FastAPI:
                 load=RegistryLoader(tracking_uri=settings.tracking_uri, cache_dir=Path(cache_dir)),
                 poll_seconds=settings.model_poll_seconds,
                 metrics=metrics.shadow,
-                sink=ShadowSink(engine),
+                sink=sink_for(engine),
                 capacity_rows=settings.shadow_queue_rows,
                 flush_seconds=settings.shadow_flush_seconds,
             )

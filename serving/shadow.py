@@ -8,6 +8,11 @@ model call on 500 rows costs barely more than on one), records the metrics and w
 `orders_prediction_shadow`, production's answer beside the challenger's, so live accuracy compares the two on
 exactly the same orders (docs/operations.md, "Shadow challenger"). With no challenger loaded, `offer` is one
 attribute read.
+
+Rows are stored on PostgreSQL only, where the migration makes the table and live accuracy reads it. On the
+embedded SQLite default nothing would read them, and SQLite's executemany lets the GIL go at every row it steps
+through: with the rows written there, /predict p50 was measured several times higher while a challenger was
+loaded (docs/serving.md, "Shadow challenger"). There the shadow keeps its metrics only.
 """
 
 from __future__ import annotations
@@ -35,7 +40,7 @@ TABLE: Final = "orders_prediction_shadow"
 
 metadata = MetaData()
 # the schema of record is the worker's migration (worker/migrations/versions/0004_shadow_predictions.py); this
-# definition is what rows are written through, and what an embedded SQLite database is given
+# definition is what rows are written through
 shadow_predictions = Table(
     TABLE,
     metadata,
@@ -59,18 +64,13 @@ def _chunks(data: bytes, size: int) -> Iterator[bytes]:
 class ShadowSink:
     """Writes shadow rows through SQLAlchemy Core (blocking; the shadow thread only).
 
-    An embedded SQLite database gets the table at `start`; on PostgreSQL it is the worker's migration's, and the
-    writer's role needs INSERT on it (infra/postgres/grants.sql). A failed write (table or grant missing,
-    database down) loses that batch's rows: they are counted and logged, once per kind of error, and the metrics
-    go on."""
+    The table is the worker's migration's, and the writer's role needs INSERT on it (infra/postgres/grants.sql). A
+    failed write (table or grant missing, database down) loses that batch's rows: they are counted and logged, once
+    per kind of error, and the metrics go on."""
 
     def __init__(self, engine: Engine) -> None:
         self._engine = engine
         self._reported: set[str] = set()
-
-    def start(self) -> None:
-        if self._engine.dialect.name == "sqlite":
-            metadata.create_all(self._engine, tables=[shadow_predictions])
 
     def write(self, rows: list[dict[str, Any]]) -> bool:
         try:
@@ -95,6 +95,16 @@ class _Offer(NamedTuple):  # a tuple: built on the request thread, where a froze
     answers: Sequence[dict[str, Any]]
 
 
+def sink_for(engine: Engine) -> ShadowSink | None:
+    """The sink for a service's database: PostgreSQL's, or none (metrics only; see the module's docstring)."""
+    if engine.dialect.name == "postgresql":
+        return ShadowSink(engine)
+    log.info(
+        "shadow rows are stored on PostgreSQL only; this database keeps none", extra={"dialect": engine.dialect.name}
+    )
+    return None
+
+
 class ShadowScorer:
     """Owns the challenger's ModelStore, the bounded buffer and the thread that empties it."""
 
@@ -105,7 +115,7 @@ class ShadowScorer:
         load: Callable[[ModelPair], ActivePair],
         poll_seconds: float,
         metrics: ShadowMetrics,
-        sink: ShadowSink,
+        sink: ShadowSink | None,
         capacity_rows: int,
         batch_rows: int = 512,
         flush_seconds: float = 1.0,
@@ -168,10 +178,6 @@ class ShadowScorer:
     # -- the shadow thread --
 
     def start(self) -> None:
-        try:
-            self._sink.start()
-        except Exception as exc:  # the database may be down at boot; each write tries again
-            log.warning("shadow table not prepared", extra={"error": str(exc).splitlines()[0]})
         self._thread = threading.Thread(target=self._run, name="osml-shadow", daemon=True)
         self._thread.start()
 
@@ -240,6 +246,8 @@ class ShadowScorer:
                         "challenger_eta_minutes": ours["etaMinutes"],
                     }
                 )
+        if self._sink is None:
+            return
         if self._sink.write(rows):
             self._metrics.stored.inc(len(rows))
         else:

@@ -27,7 +27,7 @@ from serving.dataplane import predict_with
 from serving.metrics import ShadowMetrics
 from serving.model_store import ModelStore, RegistryLoader
 from serving.payloads import PredictRequest
-from serving.shadow import ShadowScorer, ShadowSink
+from serving.shadow import ShadowScorer, sink_for
 from worker.facade_client import FacadeRejected, Prediction, PredictItem
 from worker.resilience import TransientError
 
@@ -55,7 +55,7 @@ class InProcessScorer:
             load=loader,
             poll_seconds=poll_seconds,
             metrics=_shadow_metrics(),
-            sink=ShadowSink(self._engine),
+            sink=sink_for(self._engine),
             capacity_rows=shadow_queue_rows,
         )
         self._pollers: list[asyncio.Task[None]] = []

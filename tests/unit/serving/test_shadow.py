@@ -1,5 +1,6 @@
 """The shadow challenger through the facade: the pair under `challenger` is scored beside production, its rows
-stored with production's answer (SQLite and PostgreSQL), and it never changes nor holds up a /predict answer."""
+stored with production's answer (PostgreSQL; the embedded SQLite keeps metrics only), and it never changes nor
+holds up a /predict answer."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ import pytest
 from fastapi import FastAPI
 from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
-from sqlalchemy import create_engine, select
+from sqlalchemy import create_engine, inspect, select
 
 from osml.processes import wait_until
 from osml.schema import SEED_EXAMPLE_FEATURES
@@ -67,12 +68,9 @@ def _stored(database_url: str) -> list[Mapping[str, Any]]:
         engine.dispose()
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-def database_url(request: pytest.FixtureRequest, settings: ServingSettings) -> Iterator[str]:
-    """The facade's database: the embedded SQLite file (the facade creates the table) or a migrated PostgreSQL."""
-    if request.param == "sqlite":
-        yield settings.database_url
-        return
+@pytest.fixture
+def database_url() -> Iterator[str]:
+    """The facade's database: a PostgreSQL one, migrated (the table is the worker's migration's)."""
     with fresh_database("osml_shadow") as url:
         upgrade(url)
         yield url
@@ -178,11 +176,10 @@ async def test_a_stuck_challenger_never_holds_up_predict_its_overflow_is_dropped
             slow.release.set()
             scored = ("osml_shadow_predictions_total", frozenset({("model_version", CHALLENGER)}))
             assert wait_until(lambda: _samples(application).get(scored) == 5, timeout=30, what="5 rows scored")
-    assert len(_stored(settings.database_url)) == 5
 
 
-async def test_without_a_challenger_nothing_is_scored_or_stored(settings: ServingSettings) -> None:
-    application = create_app(settings.model_copy(update={"shadow_flush_seconds": 0.01}))
+async def test_without_a_challenger_nothing_is_scored_or_stored(settings: ServingSettings, database_url: str) -> None:
+    application = create_app(settings.model_copy(update={"database_url": database_url, "shadow_flush_seconds": 0.01}))
     async with application.router.lifespan_context(application):
         application.state.plane.store.current = active_pair(PRODUCTION)
         async with httpx.AsyncClient(transport=httpx.ASGITransport(app=application), base_url="http://f") as client:
@@ -192,7 +189,23 @@ async def test_without_a_challenger_nothing_is_scored_or_stored(settings: Servin
     samples = _samples(application)
     assert not any(name == "osml_shadow_predictions_total" for name, _ in samples)
     assert samples["osml_shadow_stored_total", frozenset()] == 0
-    assert _stored(settings.database_url) == []
+    assert _stored(database_url) == []
+
+
+async def test_on_the_embedded_sqlite_database_the_challenger_is_scored_but_no_row_is_stored(
+    app: FastAPI, client: httpx.AsyncClient, loaded: ActivePair, settings: ServingSettings
+) -> None:
+    app.state.plane.shadow.store.current = _challenger()
+    assert (await client.post("/predict/batch", json={"items": _items(4)}, headers=HEADERS)).status_code == 200
+    scored = ("osml_shadow_predictions_total", frozenset({("model_version", CHALLENGER)}))
+    wait_until(lambda: _samples(app).get(scored) == 4, timeout=30, what="4 rows scored")
+    samples = _samples(app)
+    assert samples["osml_shadow_sla_risk_abs_diff_count", frozenset()] == 4
+    assert samples["osml_shadow_stored_total", frozenset()] == 0
+    assert not any(name == "osml_shadow_errors_total" for name, _ in samples)  # by design, not a failure
+    engine = create_engine(settings.database_url)
+    assert "orders_prediction_shadow" not in inspect(engine).get_table_names()
+    engine.dispose()
 
 
 async def test_a_challenger_that_is_production_itself_is_not_scored_again(
