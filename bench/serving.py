@@ -4,7 +4,10 @@ limit, and /predict/batch against in-process prediction of the same rows.
 - the facade's POST /predict (SLA + ETA) and its bare GET /health (the limit of this HTTP stack);
 - `mlflow models serve` of a scikit-learn Pipeline (OrdinalEncoder + XGBClassifier, `mlflow.sklearn`) on the
   same synthetic orders (bench/baseline.py): the baseline;
-- `mlflow models serve` of the registered SLA model itself (its pyfunc, osml/mlflow_model.py).
+- `mlflow models serve` of the registered SLA model itself (its pyfunc, osml/mlflow_model.py);
+- the facade's POST /predict again, without and then with a shadow challenger loaded (serving/shadow.py), in
+  alternating rounds: a copy of the production pair registered under another modelVersion and put under the alias
+  `challenger`, so the challenger costs exactly what production does.
 Every server runs one worker on this machine and gets the same load from `wrk` (the seed's order, one per
 request; for MLflow as `dataframe_records`): 16 connections for throughput, one for unloaded latency. The facade
 runs as `osml serve` would in production: API key checked, one JSON log line per request, metrics recorded.
@@ -21,8 +24,10 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +38,8 @@ from bench import baseline
 from osml.conventions import SLA_MODEL_NAME
 from osml.processes import VENV_BIN, free_port, http_ok, start_process, stop_process, wait_until
 from osml.schema import SEED_EXAMPLE_FEATURES, SEED_EXAMPLE_PREDICT_BODY
+from tests.services import fresh_database
+from worker.migrate import upgrade
 
 BATCH_ROWS = 10_000
 
@@ -40,6 +47,7 @@ TARGET_RATIO = 5.0  # facade /predict over the scikit-learn pipeline under `mlfl
 TARGET_P99_MS = 2.0
 TARGET_BATCH_SHARE = 0.6
 TARGET_EXPLAIN_MS = 1.0  # what ?explain=3 may add to a /predict at p50
+TARGET_SHADOW_SHARE = 0.10  # what a loaded shadow challenger may add to /predict p50 (1 connection)
 
 
 @dataclass(frozen=True)
@@ -210,6 +218,95 @@ def http_batch_poster(client: httpx.Client, url: str, key: str, rows: list[dict[
     return post
 
 
+@contextmanager
+def challenger_copy(tracking_uri: str) -> Iterator[str]:
+    """The production pair registered again under another modelVersion and the alias `challenger`; removed after."""
+    from mlflow import MlflowClient
+
+    from osml.conventions import CHALLENGER_ALIAS, TAG_MODEL_VERSION
+    from osml.registry import production_pair
+
+    client = MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
+    pair = production_pair(client)
+    assert pair is not None
+    model_version = f"{pair.model_version[:10]}_999"  # a day's last sequence: training does not reach it
+    copies = []
+    try:
+        for source in (pair.eta, pair.sla):
+            copy = client.create_model_version(
+                source.name,
+                str(source.source),
+                run_id=source.run_id,
+                tags={**source.tags, TAG_MODEL_VERSION: model_version},
+            )
+            copies.append(copy)
+            client.set_registered_model_alias(source.name, CHALLENGER_ALIAS, copy.version)
+        yield model_version
+    finally:
+        for copy in copies:
+            client.delete_model_version(copy.name, copy.version)  # its alias goes with it
+
+
+def prometheus_value(url: str, name: str, labels: dict[str, str]) -> float | None:
+    from prometheus_client.parser import text_string_to_metric_families
+
+    for family in text_string_to_metric_families(httpx.get(url, timeout=5).text):
+        for sample in family.samples:
+            if sample.name == name and sample.labels == labels:
+                return float(sample.value)
+    return None
+
+
+SHADOW_ROUNDS = 3
+
+
+def challenger_is(metrics_url: str, model_version: str, *, loaded: bool) -> bool:
+    """Whether the facade at `metrics_url` has (or, loaded=False, no longer has) `model_version` as challenger."""
+    value = prometheus_value(metrics_url, "osml_challenger_model_version", {"model_version": model_version})
+    return (value == 1) == loaded
+
+
+@dataclass(frozen=True)
+class ShadowRounds:
+    rounds: list[tuple[Load, Load]]  # (without, with a challenger) at 1 connection
+    scored: float
+    dropped: float
+
+    @property
+    def median_change(self) -> float:
+        return statistics.median(on.p50_ms / off.p50_ms - 1 for off, on in self.rounds)
+
+
+def shadow_rounds(
+    facade_url: str, tracking_uri: str, url: str, script: Path, *, seconds: float, say: Callable[[str], None]
+) -> ShadowRounds:
+    """/predict at 1 connection without, then with a challenger, SHADOW_ROUNDS times."""
+    metrics = f"{facade_url}/metrics"
+    rounds, scored, dropped = [], 0.0, 0.0
+    for round_ in range(1, SHADOW_ROUNDS + 1):
+        say(f"shadow round {round_}: /predict without a challenger, 1 connection, {seconds:g} s")
+        without = wrk(url, script, connections=1, seconds=seconds)
+        with challenger_copy(tracking_uri) as challenger:
+            loaded = {"model_version": challenger}
+            wait_until(
+                partial(challenger_is, metrics, challenger, loaded=True),
+                timeout=120,
+                interval=0.5,
+                what=f"the facade loading challenger {challenger}",
+            )
+            say(f"shadow round {round_}: /predict with challenger {challenger}, 1 connection, {seconds:g} s")
+            rounds.append((without, wrk(url, script, connections=1, seconds=seconds)))
+            scored = prometheus_value(metrics, "osml_shadow_predictions_total", loaded) or 0.0
+            dropped = prometheus_value(metrics, "osml_shadow_dropped_total", {}) or 0.0
+        wait_until(
+            partial(challenger_is, metrics, challenger, loaded=False),
+            timeout=120,
+            interval=0.5,
+            what="the facade dropping the removed challenger",
+        )
+    return ShadowRounds(rounds, scored, dropped)
+
+
 def machine() -> str:
     model = "unknown CPU"
     try:
@@ -231,7 +328,9 @@ def run(report: list[str], *, seconds: float = 15.0, tracking_uri: str | None = 
 
     started = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
     host = machine()
-    with tempfile.TemporaryDirectory(prefix="osml-bench-") as tmp:
+    # the facade's database is PostgreSQL, as in the stack: the shadow case stores its rows there
+    with tempfile.TemporaryDirectory(prefix="osml-bench-") as tmp, fresh_database("osml_bench_serving") as database:
+        upgrade(database)
         workdir = Path(tmp)
         uri = tracking_uri or f"sqlite:///{workdir / 'mlflow.db'}"
         model_version = ensure_pair(uri, workdir, say)
@@ -240,7 +339,7 @@ def run(report: list[str], *, seconds: float = 15.0, tracking_uri: str | None = 
         schema_version = facade_schema_version(uri)
         say("training the baseline: a scikit-learn Pipeline (OrdinalEncoder + XGBClassifier) ...")
         pipeline_uri = baseline.log_pipeline(uri, schema_version)
-        facade = start_facade(uri, workdir, port=facade_port, predict_key=key)
+        facade = start_facade(uri, workdir, port=facade_port, predict_key=key, env={"OSML_DATABASE_URL": database})
         servers = {
             "mlflow": mlflow_serve(uri, f"models:/{SLA_MODEL_NAME}@production", mlflow_port, workdir / "mlflow.log"),
             "pipeline": mlflow_serve(uri, pipeline_uri, pipeline_port, workdir / "pipeline.log"),
@@ -287,6 +386,9 @@ def run(report: list[str], *, seconds: float = 15.0, tracking_uri: str | None = 
                     http_batch_poster(client, f"{facade_url}/predict/batch", key, rows),
                     repeats=7,
                 )
+            # last, so that no other figure is taken with a challenger loaded
+            predict_url, predict_lua = targets["facade"]
+            shadow = shadow_rounds(facade_url, uri, predict_url, predict_lua, seconds=seconds, say=say)
         finally:
             facade.stop()
             for server in servers.values():
@@ -297,6 +399,7 @@ def run(report: list[str], *, seconds: float = 15.0, tracking_uri: str | None = 
     share = in_process / over_http
     unloaded_p99 = loads["facade", 1].p99_ms
     explain_cost = loads["explain", 1].p50_ms - loads["facade", 1].p50_ms
+    shadow_cost = shadow.median_change
     checks = [
         (
             f"facade / scikit-learn pipeline throughput at 16 connections >= {TARGET_RATIO:g}x",
@@ -314,7 +417,17 @@ def run(report: list[str], *, seconds: float = 15.0, tracking_uri: str | None = 
             explain_cost <= TARGET_EXPLAIN_MS,
             f"{explain_cost:+.2f} ms",
         ),
-        ("no failed request under load", all(v.failures == 0 for v in loads.values()), ""),
+        (
+            f"a shadow challenger adds < {TARGET_SHADOW_SHARE:.0%} to /predict p50 (1 connection, median of "
+            f"{SHADOW_ROUNDS} rounds)",
+            shadow_cost < TARGET_SHADOW_SHARE,
+            f"{shadow_cost:+.1%}",
+        ),
+        (
+            "no failed request under load",
+            all(v.failures == 0 for v in [*loads.values(), *(x for r in shadow.rounds for x in r)]),
+            "",
+        ),
     ]
     report += [
         "## Serving: facade vs `mlflow models serve`",
@@ -354,6 +467,22 @@ def run(report: list[str], *, seconds: float = 15.0, tracking_uri: str | None = 
         "",
         f"/predict/batch reaches **{share:.0%}** of in-process rows/s (medians of 7 calls each, the two paths "
         "alternating so that both see the same machine).",
+        "",
+        "Shadow challenger: a copy of the production pair under the alias `challenger`, scored beside every "
+        "/predict and stored in the facade's PostgreSQL database (a fresh one, migrated). Each round measures /predict at 1 connection without "
+        "a challenger, then with one (registered, loaded, measured, removed): the rounds alternate so that both sides "
+        "see the same machine.",
+        "",
+        "| round | p50 without (ms) | p50 with (ms) | change | p99 without (ms) | p99 with (ms) |",
+        "|---:|---:|---:|---:|---:|---:|",
+        *(
+            f"| {i + 1} | {off.p50_ms:.3f} | {on.p50_ms:.3f} | {on.p50_ms / off.p50_ms - 1:+.1%} | "
+            f"{off.p99_ms:.2f} | {on.p99_ms:.2f} |"
+            for i, (off, on) in enumerate(shadow.rounds)
+        ),
+        "",
+        f"Median change of /predict p50: **{shadow_cost:+.1%}**; the challenger scored {shadow.scored:,.0f} rows and "
+        f"dropped {shadow.dropped:,.0f} (queue full).",
         "",
         "| acceptance target | measured | met |",
         "|---|---:|:---:|",

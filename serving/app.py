@@ -18,6 +18,7 @@ from fastapi.openapi.utils import get_openapi
 from mlflow import MlflowClient
 
 from osml import registry
+from osml.conventions import CHALLENGER_ALIAS
 from osml.job_store import JobStore, make_engine
 from serving import webhook
 from serving.auth import ApiKeys
@@ -30,6 +31,7 @@ from serving.metrics import ObservabilityMiddleware, ServingMetrics
 from serving.model_store import ModelStore, RegistryLoader
 from serving.routes import add_prediction_routes, document_bodies, router
 from serving.settings import ServingSettings
+from serving.shadow import ShadowScorer, sink_for
 
 log = logging.getLogger("osml.serving")
 
@@ -103,9 +105,22 @@ def create_app(settings: ServingSettings | None = None) -> FastAPI:
                     decision, comparison.candidate, via
                 ).inc(),
             )
-            app.state.plane = DataPlane(store=store, client=client, jobs=jobs, metrics=metrics, drift=drift)
+            shadow = ShadowScorer(
+                read_challenger=lambda: registry.aliased_pair(client(), CHALLENGER_ALIAS),
+                load=RegistryLoader(tracking_uri=settings.tracking_uri, cache_dir=Path(cache_dir)),
+                poll_seconds=settings.model_poll_seconds,
+                metrics=metrics.shadow,
+                sink=sink_for(engine),
+                capacity_rows=settings.shadow_queue_rows,
+                flush_seconds=settings.shadow_flush_seconds,
+            )
+            app.state.plane = DataPlane(
+                store=store, client=client, jobs=jobs, metrics=metrics, drift=drift, shadow=shadow
+            )
             jobs_started = await _start_jobs(jobs)
             await asyncio.to_thread(store.refresh)
+            await asyncio.to_thread(shadow.store.refresh)
+            await asyncio.to_thread(shadow.start)
             if settings.webhook_url is not None:
                 await asyncio.to_thread(_register_webhook, client(), settings)
             # Everything allocated so far (MLflow, sklearn, the models) lives as long as the process: moving it
@@ -113,6 +128,7 @@ def create_app(settings: ServingSettings | None = None) -> FastAPI:
             gc.freeze()
             tasks = [
                 asyncio.create_task(store.poll_forever(), name="osml-model-poller"),
+                asyncio.create_task(shadow.store.poll_forever(), name="osml-challenger-poller"),
                 asyncio.create_task(
                     _sweep_jobs(
                         jobs,
@@ -131,6 +147,7 @@ def create_app(settings: ServingSettings | None = None) -> FastAPI:
                 for task in tasks:
                     with contextlib.suppress(asyncio.CancelledError):
                         await task
+                await asyncio.to_thread(shadow.close)
                 engine.dispose()
 
     app = FastAPI(

@@ -7,12 +7,13 @@ job methods block on I/O and are meant to run in a worker thread.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
 
 from osml import registry
+from osml.conventions import CHALLENGER_ALIAS
 from osml.job_store import Job
 from osml.precision import published_eta_minutes, published_sla_risk
 from osml.predictor import Explainer
@@ -23,6 +24,9 @@ from serving.jobs import TrainingJobs
 from serving.metrics import ServingMetrics
 from serving.model_store import ActivePair, ModelStore
 from serving.payloads import PredictRequest, TrainConfig
+
+if TYPE_CHECKING:  # serving.shadow predicts through this module
+    from serving.shadow import ShadowScorer
 
 
 def _registry_unavailable(exc: Exception) -> errors.RegistryUnavailable:
@@ -38,8 +42,10 @@ class DataPlane:
         jobs: TrainingJobs,
         metrics: ServingMetrics,
         drift: DriftMonitor,
+        shadow: ShadowScorer,
     ) -> None:
         self.store = store
+        self.shadow = shadow
         self.drift = drift
         self.jobs = jobs
         self._client = client
@@ -56,9 +62,12 @@ class DataPlane:
     def predict(
         self, requests: Sequence[PredictRequest], *, explain: int | None = None
     ) -> tuple[str, list[dict[str, Any]]]:
-        """/predict (a batch of one) and /predict/batch: see `predict_with`."""
+        """/predict (a batch of one) and /predict/batch: see `predict_with`. The answers are computed first;
+        a loaded challenger then gets a reference to them (serving/shadow.py), and nothing else."""
         pair = self.active()
         version, answers = predict_with(pair, requests, explain=explain)
+        if self.shadow.store.current is not None:
+            self.shadow.offer(version, requests, answers)
         self._metrics.predictions.labels(version).inc(len(answers))
         self.drift.record(
             pair,
@@ -89,6 +98,7 @@ class DataPlane:
             client = self._client()
             pairs = registry.list_pairs(client)
             production = registry.production_pair(client)
+            challenger = registry.aliased_pair(client, CHALLENGER_ALIAS)
         except (MlflowException, OSError) as exc:
             raise _registry_unavailable(exc) from exc
         refusals = self.store.refusals
@@ -102,6 +112,7 @@ class DataPlane:
                 "etaRegistryVersion": str(p.eta.version),
                 "active": production is not None and production.model_version == p.model_version,
                 "servable": p.schema_version in SUPPORTED_SCHEMA_VERSIONS,
+                "challenger": challenger is not None and challenger.model_version == p.model_version,
             }
             | ({"gateRefused": refusals[p.model_version].figures()} if p.model_version in refusals else {})
             for p in pairs

@@ -11,7 +11,54 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 log = logging.getLogger("osml.serving.access")
 
+_SLA_DIFF_BUCKETS = (0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.3, 0.5, 1.0)
+_ETA_DIFF_BUCKETS = (5.0, 15.0, 30.0, 60.0, 120.0, 240.0, 480.0, 1440.0)
 _LATENCY_BUCKETS = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+
+
+class ShadowMetrics:
+    """The shadow challenger's series (serving/shadow.py, docs/operations.md), on the facade's registry or the worker's."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.predictions = Counter(
+            "osml_shadow_predictions_total",
+            "rows scored by the challenger pair beside production, by challenger model version",
+            ["model_version"],
+            registry=registry,
+        )
+        self.dropped = Counter(
+            "osml_shadow_dropped_total",
+            "rows not scored by the challenger because its queue was full (production answered them as usual)",
+            registry=registry,
+        )
+        self.errors = Counter(
+            "osml_shadow_errors_total",
+            "rows the shadow could not score (stage=predict) or store (stage=store)",
+            ["stage"],
+            registry=registry,
+        )
+        self.stored = Counter(
+            "osml_shadow_stored_total", "shadow rows written to orders_prediction_shadow", registry=registry
+        )
+        self.sla_diff = Histogram(
+            "osml_shadow_sla_risk_abs_diff",
+            "|challenger - production| slaRisk per row scored by both",
+            buckets=_SLA_DIFF_BUCKETS,
+            registry=registry,
+        )
+        self.eta_diff = Histogram(
+            "osml_shadow_eta_minutes_abs_diff",
+            "|challenger - production| etaMinutes per row scored by both",
+            buckets=_ETA_DIFF_BUCKETS,
+            registry=registry,
+        )
+        self.challenger = Gauge(
+            "osml_challenger_model_version",
+            "1 for the model version loaded as the shadow challenger",
+            ["model_version"],
+            registry=registry,
+        )
+        self.queued = Gauge("osml_shadow_queue_rows", "rows waiting to be scored by the challenger", registry=registry)
 
 
 class ServingMetrics:
@@ -54,6 +101,8 @@ class ServingMetrics:
             ["outcome", "model_version", "path"],
             registry=self.registry,
         )
+
+        self.shadow = ShadowMetrics(self.registry)
 
         self._children: dict[tuple[str, str, int], tuple[Any, Any]] = {}
 

@@ -195,6 +195,9 @@ class ModelEntry(BaseModel):
     etaRegistryVersion: str
     active: bool = Field(description="under the registry alias `production`")
     servable: bool = Field(description="this facade can serve its features schema")
+    challenger: bool = Field(
+        description="under the registry alias `challenger`: scored in the shadow of production (docs/serving.md)"
+    )
     gateRefused: GateReport | None = Field(
         default=None,
         description="the alias names this pair but this facade's promotion gate refused it: the previous pair serves",

@@ -60,6 +60,10 @@ class ServingSettings(BaseSettings):
     max_predict_bytes: int = Field(default=8 * 1024, ge=1024)
     max_batch_items: int = Field(default=10_000, ge=1, le=MAX_BATCH_ITEMS)
     max_batch_bytes: int = Field(default=16 * 1024 * 1024, ge=1024)
+    # Shadow challenger (docs/serving.md): rows waiting to be scored by the pair under the alias `challenger` at
+    # most (beyond: dropped and counted, never waited for), and how long a partial batch waits
+    shadow_queue_rows: int = Field(default=20_000, ge=1)
+    shadow_flush_seconds: float = Field(default=1.0, gt=0)
     # SIGTERM: readiness turns 503 and the listener stays open this long, then in-flight requests get up to
     # graceful_shutdown_seconds to finish (serving/cli_serve.py)
     drain_seconds: float = Field(default=2.0, ge=0)

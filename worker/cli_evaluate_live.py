@@ -19,6 +19,7 @@ from prometheus_client import start_http_server
 
 from osml.conventions import tracking_uri
 from osml.logs import configure_logging
+from worker.live.accuracy import LiveFigures
 from worker.live.evaluator import evaluate, run_schedule
 from worker.live.outcomes import OutcomesTableError
 from worker.live.prometheus import LiveMetrics, LiveReport
@@ -37,29 +38,47 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.epilog = "Settings come from OSML_* environment variables and MLFLOW_TRACKING_URI (see docs/operations.md)."
 
 
+def _row(figure: LiveFigures, role: str, **more: str) -> dict[str, Any]:
+    return {
+        "modelVersion": figure.model_version,
+        "window": figure.window,
+        "role": role,
+        **more,
+        "coverage": figure.coverage,
+        **{k: v for k, v in figure.metrics().items() if k != "coverage"},
+    }
+
+
 def _rows(report: LiveReport) -> list[dict[str, Any]]:
+    return [_row(f, report.role(f.model_version)) for f in report.figures]
+
+
+def _shadow_rows(report: LiveReport) -> list[dict[str, Any]]:
+    """Each comparison's two figures, challenger first; `comparedWith` names the other version."""
     return [
-        {
-            "modelVersion": f.model_version,
-            "window": f.window,
-            "role": report.role(f.model_version),
-            "coverage": f.coverage,
-            **{k: v for k, v in f.metrics().items() if k != "coverage"},
-        }
-        for f in report.figures
+        _row(figure, role, comparedWith=other.model_version)
+        for c in report.shadow
+        for (role, figure), (_, other) in zip(c.by_role(), reversed(c.by_role()), strict=True)
     ]
 
 
 def _print(report: LiveReport, *, as_json: bool) -> None:
-    rows = _rows(report)
+    rows, shadow = _rows(report), _shadow_rows(report)
     if as_json:
-        print(orjson.dumps({"asOf": report.evaluated_at.isoformat(), "figures": rows}).decode())
+        print(orjson.dumps({"asOf": report.evaluated_at.isoformat(), "figures": rows, "shadow": shadow}).decode())
         return
     columns = ("modelVersion", "window", "role", "predictions", "coverage", "auc", "brier", "mae_minutes")
-    print("  ".join(f"{c:>14}" for c in columns))
-    for row in rows:
-        cells = (row.get(c) for c in columns)
-        print("  ".join(f"{c:>14.4f}" if isinstance(c, float) else f"{c!s:>14}" for c in cells))
+    for title, table in (
+        ("served predictions", rows),
+        ("shadow: challenger and production on the same orders", shadow),
+    ):
+        if not table:
+            continue
+        print(title)
+        print("  ".join(f"{c:>14}" for c in columns))
+        for row in table:
+            cells = (row.get(c) for c in columns)
+            print("  ".join(f"{c:>14.4f}" if isinstance(c, float) else f"{c!s:>14}" for c in cells))
 
 
 def run(args: argparse.Namespace) -> int:

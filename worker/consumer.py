@@ -165,7 +165,12 @@ async def run_worker(settings: WorkerSettings, stop: asyncio.Event) -> int:
     if settings.worker_scorer == "in-process":
         from worker.local_scorer import InProcessScorer  # imports the serving stack only when asked to
 
-        facade = InProcessScorer(tracking_uri=tracking_uri(), poll_seconds=settings.worker_model_poll_s)
+        facade = InProcessScorer(
+            tracking_uri=tracking_uri(),
+            poll_seconds=settings.worker_model_poll_s,
+            database_url=settings.database_url,
+            shadow_queue_rows=settings.worker_shadow_queue_rows,
+        )
     else:
         facade = FacadeClient(
             base_url=settings.facade_url,

@@ -21,6 +21,8 @@ class WorkerSettings(BaseSettings):
     # "in-process": predict in the worker itself, following the registry at MLFLOW_TRACKING_URI (no facade)
     worker_scorer: Literal["facade", "in-process"] = "facade"
     worker_model_poll_s: PositiveSeconds = 10.0
+    # in-process only: rows waiting for the shadow challenger at most (serving/shadow.py); beyond, dropped
+    worker_shadow_queue_rows: Annotated[int, Field(ge=1)] = 20_000
     predict_api_key: SecretStr | None = None
 
     # consumer: messages in hand at most (prefetch) and how many go into one /predict/batch + one transaction

@@ -5,6 +5,7 @@ the AUC and MAE that the same orders give when scored here independently (sklear
 
 from __future__ import annotations
 
+import asyncio
 import math
 import subprocess
 import uuid
@@ -16,19 +17,32 @@ import httpx
 import numpy as np
 import orjson
 import pandas as pd
+import psycopg
 import pytest
 from mlflow import MlflowClient
 from prometheus_client.parser import text_string_to_metric_families
 from sklearn.metrics import roc_auc_score
 
-from osml.conventions import EXPERIMENT_NAME, LIVE_EXPERIMENT_NAME
+from osml import registry
+from osml.conventions import (
+    CHALLENGER_ALIAS,
+    ETA_MODEL_NAME,
+    EXPERIMENT_NAME,
+    LIVE_EXPERIMENT_NAME,
+    SLA_MODEL_NAME,
+)
+from serving.app import create_app
+from serving.settings import ServingSettings
+from tests.conftest_training import TrainPair
 from tests.conftest_worker import Pipeline
+from tests.services import fresh_database
 from tests.support import VENV_BIN, free_port, start_process, stop_process, wait_until
 from training.data.canonical import OrdersData
 from training.data.postgres import load_into_postgres
 from training.data.synthetic import generate
 from training.features import build_features
 from worker.events import PredictionRequested
+from worker.migrate import upgrade
 
 pytestmark = pytest.mark.integration
 
@@ -66,12 +80,9 @@ def _outcomes_at_prediction_time(orders: pd.DataFrame, predicted_at: dict[str, d
     return shifted
 
 
-def _independent_figures(pipe: Pipeline, as_of: datetime) -> dict[str, float]:
-    """AUC and MAE from the joined rows, with the rules written out here rather than taken from the code."""
-    rows = pipe.query(
-        "SELECT p.sla_risk::float8, p.eta_minutes, p.predicted_at, o.due_at, o.done_at, o.canceled_at"
-        " FROM orders_prediction p JOIN orders o ON o.id = p.order_id::text"
-    )
+def _independent_figures(rows: list[tuple[Any, ...]], as_of: datetime) -> dict[str, float]:
+    """AUC and MAE from the joined rows (sla_risk, eta_minutes, predicted_at, due_at, done_at, canceled_at), with the
+    rules written out here rather than taken from the code."""
     labels, risks, errors = [], [], []
     for sla_risk, eta_minutes, predicted, due, done, canceled in rows:
         done_known = done is not None and done <= as_of
@@ -138,7 +149,13 @@ def test_live_auc_and_mae_equal_the_figures_of_the_same_orders_scored_independen
     live = figures["30d"]
     assert (live["modelVersion"], live["role"], live["predictions"]) == (version, "production", SLICE_ORDERS)
 
-    expected = _independent_figures(pipeline, as_of)
+    expected = _independent_figures(
+        pipeline.query(
+            "SELECT p.sla_risk::float8, p.eta_minutes, p.predicted_at, o.due_at, o.done_at, o.canceled_at"
+            " FROM orders_prediction p JOIN orders o ON o.id = p.order_id::text"
+        ),
+        as_of,
+    )
     assert 0 < expected["coverage"] < 1 and expected["eta_outcomes"] > 50  # the slice has known and open orders
     assert live["auc"] == pytest.approx(expected["auc"], abs=1e-12)
     assert live["mae_minutes"] == pytest.approx(expected["mae_minutes"], rel=1e-12)
@@ -209,3 +226,94 @@ def test_a_missing_outcomes_table_is_reported_by_name(pipeline: Pipeline) -> Non
     assert result.returncode == 2
     assert "outcomes table 'closed_orders' does not exist" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+async def _facade_with_a_challenger(
+    settings: ServingSettings, items: list[dict[str, Any]]
+) -> tuple[httpx.Response, list[dict[str, Any]]]:
+    """The batch answered by an in-process facade, and its /models; its lifespan's end stores the queued shadow rows."""
+    app = create_app(settings)
+    transport = httpx.ASGITransport(app=app)
+    async with app.router.lifespan_context(app), httpx.AsyncClient(transport=transport, base_url="http://f") as facade:
+        return await facade.post("/predict/batch", json={"items": items}), (await facade.get("/models")).json()
+
+
+def test_evaluate_live_compares_the_challenger_with_production_on_the_orders_both_scored(
+    sqlite_tracking_uri: str, trained_pair: TrainPair, tmp_path: Path
+) -> None:
+    """A facade with a challenger loaded stores both answers per order; evaluate-live scores each on those rows."""
+    production = trained_pair(sqlite_tracking_uri, activate=True).model_version
+    challenger = trained_pair(sqlite_tracking_uri, activate=False, random_state=7).model_version
+    client = MlflowClient(tracking_uri=sqlite_tracking_uri, registry_uri=sqlite_tracking_uri)
+    pair = registry.find_pair(client, challenger)
+    client.set_registered_model_alias(SLA_MODEL_NAME, CHALLENGER_ALIAS, pair.sla.version)
+    client.set_registered_model_alias(ETA_MODEL_NAME, CHALLENGER_ALIAS, pair.eta.version)
+    orders, bodies = _labelled_slice()
+    items = [{"requestId": f"r{i}", **orjson.loads(b)} for i, b in enumerate(bodies)]
+    items = [{"requestId": i["requestId"], "orderId": i["orderId"], "features": i["data"]["features"]} for i in items]
+
+    with fresh_database("osml_live_shadow") as database_url:
+        upgrade(database_url)
+        settings = ServingSettings(
+            auth_disabled=True, database_url=database_url, tracking_uri=sqlite_tracking_uri, model_poll_seconds=60
+        )
+        answered, listed = asyncio.run(_facade_with_a_challenger(settings, items))
+        assert answered.status_code == 200 and {a["modelVersion"] for a in answered.json()["items"]} == {production}
+        assert {m["modelVersion"]: (m["active"], m["challenger"]) for m in listed} == {
+            production: (True, False),
+            challenger: (False, True),
+        }
+        with psycopg.connect(database_url) as conn:
+            stored = conn.execute("SELECT order_id, predicted_at FROM orders_prediction_shadow").fetchall()
+            assert len(stored) == SLICE_ORDERS
+            outcomes = _outcomes_at_prediction_time(orders, {order: at for order, at in stored})
+            load_into_postgres(OrdersData(orders=outcomes, history=None, source="test"), database_url)
+            as_of = max(at for _, at in stored) + timedelta(days=2)
+            expected = {
+                role: _independent_figures(
+                    conn.execute(
+                        f"SELECT s.{role}_sla_risk::float8, s.{role}_eta_minutes, s.predicted_at, o.due_at, o.done_at,"
+                        " o.canceled_at FROM orders_prediction_shadow s JOIN orders o ON o.id = s.order_id"
+                    ).fetchall(),
+                    as_of,
+                )
+                for role in ("challenger", "production")
+            }
+        result = subprocess.run(
+            [str(VENV_BIN / "osml"), "evaluate-live", "--as-of", as_of.isoformat(), "--json"],
+            env={"PATH": str(VENV_BIN), "OSML_DATABASE_URL": database_url, "MLFLOW_TRACKING_URI": sqlite_tracking_uri},
+            capture_output=True,
+            text=True,
+            timeout=300,
+            check=False,
+        )
+    assert result.returncode == 0, result.stderr
+    report = orjson.loads(result.stdout)
+    assert report["figures"] == []  # nothing went through the worker: no served predictions stored
+    shadow = {(f["window"], f["role"]): f for f in report["shadow"] if f["window"] == "30d"}
+    assert {role: f["modelVersion"] for (_, role), f in shadow.items()} == {
+        "challenger": challenger,
+        "production": production,
+    }
+    assert shadow["30d", "challenger"]["comparedWith"] == production
+    for role in ("challenger", "production"):
+        figure = shadow["30d", role]
+        assert figure["predictions"] == SLICE_ORDERS
+        assert figure["auc"] == pytest.approx(expected[role]["auc"], abs=1e-12)
+        assert figure["mae_minutes"] == pytest.approx(expected[role]["mae_minutes"], rel=1e-12)
+        assert figure["coverage"] == pytest.approx(expected[role]["coverage"], abs=1e-12)
+    assert shadow["30d", "challenger"]["auc"] != shadow["30d", "production"]["auc"]  # two models, same orders
+
+    live = client.get_experiment_by_name(LIVE_EXPERIMENT_NAME)
+    assert live is not None
+    runs = client.search_runs(
+        [live.experiment_id], filter_string="tags.liveRows = 'shadow' and tags.liveWindow = '30d'"
+    )
+    assert {(r.data.tags["modelVersion"], r.data.tags["role"]) for r in runs} == {
+        (challenger, "challenger"),
+        (production, "production"),
+    }
+    for run in runs:
+        assert run.data.tags["shadowChallengerVersion"] == challenger
+        assert run.data.tags["shadowProductionVersion"] == production
+        assert run.data.metrics["auc"] == pytest.approx(expected[run.data.tags["role"]]["auc"], abs=1e-12)

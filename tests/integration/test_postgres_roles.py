@@ -7,12 +7,14 @@ from __future__ import annotations
 import subprocess
 import uuid
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 
 import psycopg
 import pytest
 
 from osml.job_store import JobStore, make_engine
+from serving.shadow import ShadowSink
 from tests.services import PG_ADMIN_URL
 from tests.support import REPO_ROOT, VENV_BIN
 
@@ -50,7 +52,7 @@ def deployed() -> Iterator[dict[str, str]]:
             capture_output=True,
             timeout=120,
         )
-        _psql(migrate_url, GRANTS_SQL, {r: names[r] for r in ("worker_role", "relay_role", "live_role")})
+        _psql(migrate_url, GRANTS_SQL, {r: names[r] for r in ("worker_role", "relay_role", "live_role", "facade_role")})
         yield names
     finally:
         with psycopg.connect(PG_ADMIN_URL, autocommit=True) as admin:
@@ -106,6 +108,30 @@ def test_the_facade_keeps_its_job_table_and_reads_no_predictions(deployed: dict[
     assert refused(deployed, "facade", "SELECT count(*) FROM orders_prediction")
     assert refused(deployed, "facade", "SELECT count(*) FROM outbox")
     assert refused(deployed, "worker", "SELECT count(*) FROM osml_training_jobs")
+
+
+def test_the_shadow_rows_are_written_by_the_facade_and_the_worker_and_read_by_live_accuracy(
+    deployed: dict[str, str],
+) -> None:
+    row = {
+        "request_id": "r1",
+        "order_id": "o1",
+        "predicted_at": datetime.now(UTC),
+        "production_version": "2026-05-01_001",
+        "production_sla_risk": 0.25,
+        "production_eta_minutes": 120,
+        "challenger_version": "2026-05-01_002",
+        "challenger_sla_risk": 0.5,
+        "challenger_eta_minutes": 90,
+    }
+    for writer in ("facade", "worker"):
+        sink = ShadowSink(make_engine(_url(deployed["osml_db"], deployed[f"{writer}_role"])))
+        assert sink.write([{**row, "id": uuid.uuid4()}])
+    with as_role(deployed, "live") as live:
+        assert live.execute("SELECT count(*) FROM orders_prediction_shadow").fetchone() == (2,)
+    assert refused(deployed, "facade", "SELECT count(*) FROM orders_prediction_shadow")
+    assert refused(deployed, "live", "DELETE FROM orders_prediction_shadow")
+    assert refused(deployed, "relay", "SELECT count(*) FROM orders_prediction_shadow")
 
 
 def test_only_the_tracking_server_reaches_its_stores(deployed: dict[str, str]) -> None:

@@ -61,6 +61,8 @@ def test_every_metric_the_facade_and_the_live_evaluator_export_is_documented_and
         "osml_live_predictions",
         "osml_live_outcomes",
         "osml_live_evaluation_failures_total",
+        "osml_live_shadow_predictions",
+        "osml_live_shadow_outcomes",
     }
 
 

@@ -5,12 +5,15 @@ by then (a `done_at` or `canceled_at` after it is not known yet), so re-running 
 run at that instant gave. Labels are the training labels (training/labels.py): breached when done after due, an
 explicit `sla_breached` wins, an order still open past its due date has breached, canceled orders are excluded.
 The ETA outcome is the remaining time, `done_at - predicted_at` in minutes, for orders done after the prediction.
+
+Shadow comparisons score the challenger and production on the rows of `orders_prediction_shadow`, each row holding
+both answers to one request: the same metrics, on exactly the same orders.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Final
 
@@ -96,12 +99,52 @@ def _score(version: str, window: str, rows: pd.DataFrame) -> LiveFigures:
     )
 
 
+def _windowed(
+    joined: pd.DataFrame, *, as_of: pd.Timestamp, windows: Sequence[Window]
+) -> Iterator[tuple[Window, pd.DataFrame]]:
+    """Each window's rows, with their outcomes as known at `as_of`."""
+    known = known_outcomes(joined[joined["predicted_at"] <= as_of], as_of=as_of)
+    for window in windows:
+        yield window, known[known["predicted_at"] > as_of - window.span]
+
+
 def live_figures(joined: pd.DataFrame, *, as_of: pd.Timestamp, windows: Sequence[Window]) -> list[LiveFigures]:
     """Figures per (model version, window), for every version with a prediction in the window."""
-    known = known_outcomes(joined[joined["predicted_at"] <= as_of], as_of=as_of)
     figures = []
-    for window in windows:
-        in_window = known[known["predicted_at"] > as_of - window.span]
+    for window, in_window in _windowed(joined, as_of=as_of, windows=windows):
         for version, rows in in_window.groupby("model_version", sort=True):
             figures.append(_score(str(version), window.name, rows))
     return figures
+
+
+@dataclass(frozen=True)
+class ShadowComparison:
+    """A challenger and the production pair it shadowed, over one window, scored on the same rows."""
+
+    challenger: LiveFigures
+    production: LiveFigures
+
+    def by_role(self) -> tuple[tuple[str, LiveFigures], tuple[str, LiveFigures]]:
+        return ("challenger", self.challenger), ("production", self.production)
+
+
+def _answers_of(rows: pd.DataFrame, role: str) -> pd.DataFrame:
+    """The shadow rows with one role's answers under the names `_score` reads."""
+    return rows.rename(columns={f"{role}_sla_risk": "sla_risk", f"{role}_eta_minutes": "eta_minutes"})
+
+
+def shadow_comparisons(
+    joined: pd.DataFrame, *, as_of: pd.Timestamp, windows: Sequence[Window]
+) -> list[ShadowComparison]:
+    """Per window and (production, challenger) pair of versions: both scored on the shadow rows they share."""
+    comparisons = []
+    for window, in_window in _windowed(joined, as_of=as_of, windows=windows):
+        pairs = in_window.groupby(["production_version", "challenger_version"], sort=True)
+        for (production, challenger), rows in pairs:
+            comparisons.append(
+                ShadowComparison(
+                    challenger=_score(str(challenger), window.name, _answers_of(rows, "challenger")),
+                    production=_score(str(production), window.name, _answers_of(rows, "production")),
+                )
+            )
+    return comparisons

@@ -10,8 +10,8 @@ from datetime import UTC, datetime
 import pandas as pd
 from mlflow import MlflowClient
 
-from worker.live.accuracy import LiveFigures, live_figures
-from worker.live.outcomes import predictions_with_outcomes
+from worker.live.accuracy import LiveFigures, ShadowComparison, live_figures, shadow_comparisons
+from worker.live.outcomes import read_predictions, read_shadow, with_outcomes
 from worker.live.prometheus import LiveMetrics, LiveReport
 from worker.live.settings import LiveSettings
 from worker.live.tracking import log_live_figures, version_roles
@@ -19,17 +19,20 @@ from worker.live.tracking import log_live_figures, version_roles
 log = logging.getLogger("osml.worker.live")
 
 
-def score(settings: LiveSettings, *, as_of: datetime) -> list[LiveFigures]:
-    """Figures per model version and window as of `as_of` (reads both databases; no MLflow)."""
+def score(settings: LiveSettings, *, as_of: datetime) -> tuple[list[LiveFigures], list[ShadowComparison]]:
+    """Figures per model version and window, and the shadow comparisons, as of `as_of` (reads both databases; no
+    MLflow)."""
     windows = settings.windows
-    joined = predictions_with_outcomes(
-        settings.database_url,
-        settings.outcomes_url,
-        settings.outcomes_table,
-        since=as_of - max(w.span for w in windows),
-        until=as_of,
+    span = {"since": as_of - max(w.span for w in windows), "until": as_of}
+    served = with_outcomes(
+        read_predictions(settings.database_url, **span), settings.outcomes_url, settings.outcomes_table
     )
-    return live_figures(joined, as_of=pd.Timestamp(as_of), windows=windows)
+    shadow = with_outcomes(read_shadow(settings.database_url, **span), settings.outcomes_url, settings.outcomes_table)
+    instant = pd.Timestamp(as_of)
+    return (
+        live_figures(served, as_of=instant, windows=windows),
+        shadow_comparisons(shadow, as_of=instant, windows=windows),
+    )
 
 
 def evaluate(
@@ -42,11 +45,11 @@ def evaluate(
 ) -> LiveReport:
     """Score, look up which version is production / challenger, hand the report to `publish` (Prometheus), then
     log it to MLflow: published first, so that a tracking-server outage does not hide the figures."""
-    figures = score(settings, as_of=as_of)
-    report = LiveReport(evaluated_at=as_of, figures=figures, roles=version_roles(client))
+    figures, shadow = score(settings, as_of=as_of)
+    report = LiveReport(evaluated_at=as_of, figures=figures, roles=version_roles(client), shadow=shadow)
     if publish is not None:
         publish(report)
-    log_live_figures(client, tracking_uri, figures, roles=report.roles, evaluated_at=as_of)
+    log_live_figures(client, tracking_uri, figures, roles=report.roles, evaluated_at=as_of, shadow=shadow)
     return report
 
 

@@ -31,6 +31,22 @@ SELECT order_id::text, model_version, sla_risk::float8, eta_minutes::float8, pre
 FROM orders_prediction WHERE predicted_at > %s AND predicted_at <= %s
 """
 _PREDICTION_COLUMNS: Final = ("order_id", "model_version", "sla_risk", "eta_minutes", "predicted_at")
+# the challenger's rows (serving/shadow.py), each with production's answer to the same request
+_SHADOW = """
+SELECT order_id, production_version, production_sla_risk::float8, production_eta_minutes::float8,
+       challenger_version, challenger_sla_risk::float8, challenger_eta_minutes::float8, predicted_at
+FROM orders_prediction_shadow WHERE predicted_at > %s AND predicted_at <= %s
+"""
+_SHADOW_COLUMNS: Final = (
+    "order_id",
+    "production_version",
+    "production_sla_risk",
+    "production_eta_minutes",
+    "challenger_version",
+    "challenger_sla_risk",
+    "challenger_eta_minutes",
+    "predicted_at",
+)
 
 
 class OutcomesTableError(RuntimeError):
@@ -44,13 +60,24 @@ def _connect(url: str) -> Iterator[psycopg.Connection[Any]]:
         yield conn
 
 
-def read_predictions(database_url: str, *, since: datetime, until: datetime) -> pd.DataFrame:
-    """Predictions made in (since, until]."""
+def _read_span(
+    database_url: str, query: str, columns: Sequence[str], *, since: datetime, until: datetime
+) -> pd.DataFrame:
     with _connect(database_url) as conn:
-        rows = conn.execute(_PREDICTIONS, (since, until)).fetchall()
-    frame = pd.DataFrame(rows, columns=list(_PREDICTION_COLUMNS))
+        rows = conn.execute(query, (since, until)).fetchall()
+    frame = pd.DataFrame(rows, columns=list(columns))
     frame["predicted_at"] = pd.to_datetime(frame["predicted_at"], utc=True)
     return frame
+
+
+def read_predictions(database_url: str, *, since: datetime, until: datetime) -> pd.DataFrame:
+    """Predictions made in (since, until]."""
+    return _read_span(database_url, _PREDICTIONS, _PREDICTION_COLUMNS, since=since, until=until)
+
+
+def read_shadow(database_url: str, *, since: datetime, until: datetime) -> pd.DataFrame:
+    """Shadow rows (challenger and production answers side by side) made in (since, until]."""
+    return _read_span(database_url, _SHADOW, _SHADOW_COLUMNS, since=since, until=until)
 
 
 def _table_columns(conn: psycopg.Connection[Any], table: str) -> set[str]:
@@ -87,11 +114,7 @@ def read_outcomes(database_url: str, table: str, order_ids: Sequence[str]) -> pd
     return frame.drop_duplicates("id")
 
 
-def predictions_with_outcomes(
-    predictions_url: str, outcomes_url: str, table: str, *, since: datetime, until: datetime
-) -> pd.DataFrame:
-    """Predictions of (since, until] with their order's outcome columns (NaT / NaN: the order is not in the table)."""
-    predictions = read_predictions(predictions_url, since=since, until=until)
+def with_outcomes(predictions: pd.DataFrame, outcomes_url: str, table: str) -> pd.DataFrame:
+    """`predictions` with their order's outcome columns (NaT / NaN: the order is not in the table)."""
     outcomes = read_outcomes(outcomes_url, table, sorted(set(predictions["order_id"])))
-    joined = predictions.merge(outcomes, how="left", left_on="order_id", right_on="id").drop(columns="id")
-    return joined
+    return predictions.merge(outcomes, how="left", left_on="order_id", right_on="id").drop(columns="id")

@@ -16,16 +16,18 @@ from prometheus_client import CollectorRegistry, Counter
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from worker.live.accuracy import ETA_TARGET, SLA_TARGET, LiveFigures
+from worker.live.accuracy import ETA_TARGET, SLA_TARGET, LiveFigures, ShadowComparison
 from worker.live.tracking import RETIRED
 
 _LABELS: Final = ["model_version", "window", "role"]
+# a shadow comparison's figures: `model_version` is the one scored, `role` its part in the comparison
+_SHADOW_LABELS: Final = [*_LABELS, "production_version", "challenger_version"]
 _GAUGES: Final = (
-    ("osml_live_auc", "ROC AUC of slaRisk against realised SLA outcomes", "auc"),
-    ("osml_live_brier", "Brier score of slaRisk against realised SLA outcomes", "brier"),
-    ("osml_live_calibration_error", "expected calibration error of slaRisk (10 quantile bins)", "calibration_error"),
-    ("osml_live_mae_minutes", "mean absolute error of etaMinutes against done_at - predicted_at", "mae_minutes"),
-    ("osml_live_coverage", "share of the window's predictions whose SLA outcome is known", "coverage"),
+    ("auc", "ROC AUC of slaRisk against realised SLA outcomes"),
+    ("brier", "Brier score of slaRisk against realised SLA outcomes"),
+    ("calibration_error", "expected calibration error of slaRisk (10 quantile bins)"),
+    ("mae_minutes", "mean absolute error of etaMinutes against done_at - predicted_at"),
+    ("coverage", "share of the window's predictions whose SLA outcome is known"),
 )
 
 
@@ -34,6 +36,7 @@ class LiveReport:
     evaluated_at: datetime
     figures: Sequence[LiveFigures]
     roles: Mapping[str, str] = field(default_factory=dict)
+    shadow: Sequence[ShadowComparison] = ()
 
     def role(self, model_version: str) -> str:
         return self.roles.get(model_version, RETIRED)
@@ -53,29 +56,44 @@ class LiveAccuracyCollector(Collector):
             report = self._report
         if report is None:
             return
-        for name, documentation, attribute in _GAUGES:
-            gauge = GaugeMetricFamily(name, documentation, labels=_LABELS)
-            for figure in report.figures:
-                value = getattr(figure, attribute)
-                if value is not None:
-                    gauge.add_metric([figure.model_version, figure.window, report.role(figure.model_version)], value)
-            yield gauge
-        predictions = GaugeMetricFamily("osml_live_predictions", "predictions made in the window", labels=_LABELS)
-        outcomes = GaugeMetricFamily(
-            "osml_live_outcomes", "predictions of the window with a known outcome", labels=[*_LABELS, "target"]
+        served = [(f, [f.model_version, f.window, report.role(f.model_version)]) for f in report.figures]
+        yield from _families("osml_live", "", _LABELS, served)
+        shadow = [
+            (f, [f.model_version, f.window, role, c.production.model_version, c.challenger.model_version])
+            for c in report.shadow
+            for role, f in c.by_role()
+        ]
+        yield from _families(
+            "osml_live_shadow", " (challenger and production on the same shadow rows)", _SHADOW_LABELS, shadow
         )
-        for figure in report.figures:
-            labels = [figure.model_version, figure.window, report.role(figure.model_version)]
-            predictions.add_metric(labels, figure.predictions)
-            outcomes.add_metric([*labels, SLA_TARGET], figure.sla_outcomes)
-            outcomes.add_metric([*labels, ETA_TARGET], figure.eta_outcomes)
-        yield predictions
-        yield outcomes
         yield GaugeMetricFamily(
             "osml_live_last_evaluation_timestamp_seconds",
             "when the last successful live evaluation ran (Unix time)",
             value=report.evaluated_at.timestamp(),
         )
+
+
+def _families(
+    prefix: str, note: str, labels: list[str], figures: Sequence[tuple[LiveFigures, list[str]]]
+) -> Iterator[Metric]:
+    """The figure gauges and the counts behind them, one sample per (figure, its label values)."""
+    for name, documentation in _GAUGES:  # each named for the LiveFigures attribute it exports
+        gauge = GaugeMetricFamily(f"{prefix}_{name}", documentation + note, labels=labels)
+        for figure, values in figures:
+            value = getattr(figure, name)
+            if value is not None:
+                gauge.add_metric(values, value)
+        yield gauge
+    predictions = GaugeMetricFamily(f"{prefix}_predictions", "predictions made in the window" + note, labels=labels)
+    outcomes = GaugeMetricFamily(
+        f"{prefix}_outcomes", "predictions of the window with a known outcome" + note, labels=[*labels, "target"]
+    )
+    for figure, values in figures:
+        predictions.add_metric(values, figure.predictions)
+        outcomes.add_metric([*values, SLA_TARGET], figure.sla_outcomes)
+        outcomes.add_metric([*values, ETA_TARGET], figure.eta_outcomes)
+    yield predictions
+    yield outcomes
 
 
 @dataclass

@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 from sklearn.metrics import brier_score_loss, roc_auc_score
 
-from worker.live.accuracy import known_outcomes, live_figures
+from worker.live.accuracy import known_outcomes, live_figures, shadow_comparisons
 from worker.live.windows import parse_windows
 
 pytestmark = pytest.mark.unit
@@ -125,3 +125,57 @@ def test_an_order_missing_from_the_outcomes_table_counts_as_not_covered() -> Non
     (figure,) = live_figures(frame, as_of=AS_OF, windows=parse_windows("1d"))
     assert (figure.predictions, figure.sla_outcomes, figure.eta_outcomes, figure.coverage) == (1, 0, 0, 0.0)
     assert figure.brier is None and figure.mae_minutes is None
+
+
+def test_a_shadow_comparison_scores_challenger_and_production_on_exactly_the_same_rows() -> None:
+    rng = np.random.default_rng(5)
+    rows = []
+    for i in range(300):
+        hours_ago = float(rng.uniform(1, 24 * 6))
+        done_in_h = float(rng.uniform(0.1, 10))
+        row = _row(
+            hours_ago,
+            due_in_h=float(rng.uniform(0.5, 8)),
+            done_in_h=done_in_h if done_in_h < hours_ago else None,
+            order_id=f"order-{i}",
+        )
+        del row["model_version"], row["sla_risk"], row["eta_minutes"]
+        rows.append(
+            {
+                **row,
+                # production changed halfway: the challenger is compared with each production version apart
+                "production_version": "2026-06-01_001" if i % 2 else "2026-06-01_002",
+                "production_sla_risk": float(rng.uniform()),
+                "production_eta_minutes": float(rng.integers(0, 600)),
+                "challenger_version": "2026-06-02_001",
+                "challenger_sla_risk": float(rng.uniform()),
+                "challenger_eta_minutes": float(rng.integers(0, 600)),
+            }
+        )
+    frame = _frame(rows)
+    comparisons = shadow_comparisons(frame, as_of=AS_OF, windows=parse_windows("7d"))
+    assert [(c.production.model_version, c.challenger.model_version) for c in comparisons] == [
+        ("2026-06-01_001", "2026-06-02_001"),
+        ("2026-06-01_002", "2026-06-02_001"),
+    ]
+    known = known_outcomes(frame, as_of=AS_OF)
+    for comparison in comparisons:
+        shared = known[known["production_version"] == comparison.production.model_version]
+        labelled = shared[shared["sla_label"].notna()]
+        for role, figure in comparison.by_role():
+            assert figure.window == "7d"
+            assert (figure.predictions, figure.sla_outcomes) == (len(shared), len(labelled))
+            assert figure.auc == roc_auc_score(labelled["sla_label"], labelled[f"{role}_sla_risk"])
+            done = shared[shared["remaining_minutes"].notna()]
+            expected_mae = float(np.mean(np.abs(done[f"{role}_eta_minutes"] - done["remaining_minutes"])))
+            assert figure.mae_minutes == pytest.approx(expected_mae, rel=1e-12)
+        assert comparison.challenger.auc != comparison.production.auc  # two sets of answers on one set of rows
+
+
+def test_no_shadow_rows_make_no_comparison() -> None:
+    columns = ("order_id", "production_version", "challenger_version", "production_sla_risk", "challenger_sla_risk")
+    frame = pd.DataFrame({c: pd.Series(dtype="object") for c in columns})
+    for column in ("predicted_at", "due_at", "done_at", "canceled_at"):
+        frame[column] = pd.Series(dtype="datetime64[ns, UTC]")
+    frame["sla_breached"] = pd.Series(dtype="float64")
+    assert shadow_comparisons(frame, as_of=AS_OF, windows=parse_windows("1d,7d")) == []

@@ -8,7 +8,7 @@ import pytest
 from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
-from worker.live.accuracy import LiveFigures
+from worker.live.accuracy import LiveFigures, ShadowComparison
 from worker.live.prometheus import LiveMetrics, LiveReport
 
 pytestmark = pytest.mark.unit
@@ -78,3 +78,26 @@ def test_a_version_that_left_every_window_stops_being_exported_and_unknown_ones_
     assert versions == {"2026-06-02_001"}
     roles = {dict(labels)["role"] for name, labels in _samples(metrics) if name == "osml_live_auc"}
     assert roles == {"retired"}
+
+
+def test_a_shadow_comparison_is_exported_per_role_beside_the_served_figures() -> None:
+    metrics = LiveMetrics()
+    comparison = ShadowComparison(
+        challenger=_figures("2026-06-02_001", "7d", auc=0.84), production=_figures("2026-06-01_001", "7d", auc=0.8)
+    )
+    served = _figures("2026-06-01_001", "7d", auc=0.79)
+    roles = {"2026-06-01_001": "production", "2026-06-02_001": "challenger"}
+    metrics.collector.update(LiveReport(evaluated_at=AT, figures=[served], roles=roles, shadow=[comparison]))
+    samples = _samples(metrics)
+    pair = (("challenger_version", "2026-06-02_001"), ("production_version", "2026-06-01_001"))
+
+    def labels(version: str, role: str) -> tuple[tuple[str, str], ...]:
+        return tuple(sorted((*pair, ("model_version", version), ("role", role), ("window", "7d"))))
+
+    assert samples["osml_live_shadow_auc", labels("2026-06-02_001", "challenger")] == 0.84
+    assert samples["osml_live_shadow_auc", labels("2026-06-01_001", "production")] == 0.8
+    assert samples["osml_live_shadow_predictions", labels("2026-06-01_001", "production")] == 200
+    # the served figures stay as they were: production on every stored prediction
+    served_labels = (("model_version", "2026-06-01_001"), ("role", "production"), ("window", "7d"))
+    assert samples["osml_live_auc", served_labels] == 0.79
+    assert not any(name == "osml_live_auc" and dict(k)["role"] == "challenger" for name, k in samples)
