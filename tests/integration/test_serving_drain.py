@@ -1,0 +1,194 @@
+"""A real `osml serve` process draining on SIGTERM under load (serving/cli_serve.py, docs/serving.md).
+
+SENDERS clients post /predict back to back over keep-alive connections, one more posts 10,000-item batches (each
+about a second of work, so one is in flight when the listener closes), and a probe reads /health and
+/health/ready; the test sends SIGTERM mid-load. The clients ignore readiness, as a load balancer lagging behind
+it would, and each stops at its first request that gets no answer. Pass:
+
+- readiness answers 503 at once and liveness 200 for the whole drain window (OSML_DRAIN_SECONDS);
+- every request the facade took (its one access-log line per request, by requestId) was answered 200 to the
+  client, and the batch in flight at the close was answered in full;
+- every other request got no answer at all - refused once the listener closed, or reset in the listen backlog
+  at the close - never before the drain window ended; the two kinds add up to every request sent;
+- the process exits within the drain window plus the graceful timeout, by the signal it was sent.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import os
+import signal
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import orjson
+import pytest
+
+from tests.conftest_training import train_fast_pair
+from tests.contract.facade import FacadeProcess, facade_process
+from tests.support import SEED_FEATURES
+
+pytestmark = pytest.mark.integration
+
+DRAIN_S = 2.0
+GRACEFUL_S = 5
+SENDERS = 8
+MAX_REQUESTS = 20_000  # a bound, never reached: the clients stop once the listener has closed
+WARMUP_ANSWERS = 200  # the load is under way before the signal
+PROBE_INTERVAL_S = 0.05
+# the facade notices the signal, and the end of the drain, on its event loop; a busy loop is a little late for both
+LOOP_LAG_S = 0.25
+BATCH_ITEMS = 10_000
+BATCH = orjson.dumps(
+    {"items": [{"requestId": f"b{i}", "orderId": f"o{i}", "features": SEED_FEATURES} for i in range(BATCH_ITEMS)]}
+)
+
+
+@dataclass(frozen=True)
+class Outcome:
+    path: str
+    request_id: str | None  # of a /predict
+    started: float
+    ended: float
+    status: int | None  # None: no HTTP answer
+    error: str | None = None
+
+
+@pytest.fixture
+def draining_facade(tmp_path: Path, synthetic_csv: Path) -> Iterator[FacadeProcess]:
+    tracking_uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    train_fast_pair(synthetic_csv, tracking_uri)
+    with facade_process(
+        tmp_path,
+        tracking_uri=tracking_uri,
+        database_url=f"sqlite:///{tmp_path / 'jobs.db'}",
+        env={"OSML_DRAIN_SECONDS": str(DRAIN_S), "OSML_GRACEFUL_SHUTDOWN_SECONDS": str(GRACEFUL_S)},
+    ) as facade:
+        yield facade
+
+
+class Load:
+    """The clients; every request's outcome, in the order they ended."""
+
+    def __init__(self, facade: FacadeProcess) -> None:
+        self.outcomes: list[Outcome] = []
+        self._ids = itertools.count()
+        self._client = httpx.AsyncClient(
+            base_url=facade.url,
+            headers=facade.predict_headers,
+            timeout=30,
+            limits=httpx.Limits(max_connections=SENDERS + 1),
+        )
+
+    def answered(self, path: str) -> int:
+        return sum(o.path == path and o.status == 200 for o in self.outcomes)
+
+    async def run(self) -> None:
+        async with self._client:
+            await asyncio.gather(*(self._send("/predict") for _ in range(SENDERS)), self._send("/predict/batch"))
+
+    async def _send(self, path: str) -> None:
+        while len(self.outcomes) < MAX_REQUESTS:
+            request_id = f"load-{next(self._ids)}" if path == "/predict" else None
+            body = (
+                orjson.dumps({"requestId": request_id, "orderId": "o", "features": SEED_FEATURES})
+                if request_id
+                else BATCH
+            )
+            started = time.monotonic()
+            try:
+                response = await self._client.post(path, content=body)
+            except httpx.TransportError as exc:
+                self.outcomes.append(Outcome(path, request_id, started, time.monotonic(), None, repr(exc)))
+                return
+            self.outcomes.append(Outcome(path, request_id, started, time.monotonic(), response.status_code))
+
+
+async def probe(facade: FacadeProcess, readings: list[tuple[float, int, int]]) -> None:
+    """(time, /health/ready status, /health status) every PROBE_INTERVAL_S until the listener is gone."""
+    async with httpx.AsyncClient(base_url=facade.url, timeout=10) as client:
+        while True:
+            at = time.monotonic()
+            try:
+                ready = (await client.get("/health/ready")).status_code
+                live = (await client.get("/health")).status_code
+            except httpx.TransportError:
+                return
+            readings.append((at, ready, live))
+            await asyncio.sleep(PROBE_INTERVAL_S)  # the probe's period, not a synchronisation
+
+
+async def exit_time(facade: FacadeProcess, limit_s: float) -> float:
+    """When the process exited (monotonic, polled every 20 ms), or TimeoutError."""
+    deadline = time.monotonic() + limit_s
+    while facade.proc.poll() is None:
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"the facade still runs {limit_s}s after SIGTERM (log: {facade.log})")
+        await asyncio.sleep(0.02)
+    return time.monotonic()
+
+
+def requests_taken(log: Path, path: str) -> list[dict[str, object]]:
+    """The facade's access-log lines for POST `path`: one per request it read, written when it ends."""
+    lines = [orjson.loads(line) for line in log.read_text().splitlines() if line.startswith("{")]
+    return [line for line in lines if line.get("msg") == "request" and line.get("path") == path]
+
+
+async def test_sigterm_under_load_drains_then_exits_without_failing_a_request(draining_facade: FacadeProcess) -> None:
+    facade = draining_facade
+    load = Load(facade)
+    readings: list[tuple[float, int, int]] = []
+    sending = asyncio.create_task(load.run())
+    probing = asyncio.create_task(probe(facade, readings))
+    deadline = time.monotonic() + 30
+    while load.answered("/predict") < WARMUP_ANSWERS:
+        assert time.monotonic() < deadline and not sending.done(), f"no load: {load.outcomes[-5:]}"
+        await asyncio.sleep(0.02)
+
+    signalled = time.monotonic()
+    os.kill(facade.proc.pid, signal.SIGTERM)
+    exited = await exit_time(facade, limit_s=DRAIN_S + GRACEFUL_S + LOOP_LAG_S)
+    await asyncio.wait_for(asyncio.gather(sending, probing), timeout=30)
+    drain_end = signalled + DRAIN_S - LOOP_LAG_S
+
+    # the drain: readiness 503 at once, liveness 200, the listener open throughout
+    assert all((ready, live) == (200, 200) for at, ready, live in readings if at < signalled)
+    draining = [(at - signalled, ready, live) for at, ready, live in readings if at >= signalled + LOOP_LAG_S]
+    assert draining, "the probe saw nothing of the drain"
+    assert all((ready, live) == (503, 200) for _, ready, live in draining), draining
+    assert draining[-1][0] >= DRAIN_S - 2 * LOOP_LAG_S, f"the listener closed early: {draining}"
+
+    # every request the facade took was answered 200 to its client: none was cut off
+    outcomes = load.outcomes
+    answered = [o for o in outcomes if o.status == 200]
+    unanswered = [o for o in outcomes if o.status is None]
+    assert len(answered) + len(unanswered) == len(outcomes), [o for o in outcomes if o.status not in (200, None)]
+    taken = requests_taken(facade.log, "/predict")
+    assert {line["status"] for line in taken} == {200}
+    assert sorted(str(line["requestId"]) for line in taken) == sorted(
+        str(o.request_id) for o in answered if o.path == "/predict"
+    )
+    # ... including the batch that was still computing when the listener closed (a refusal is the closed listener)
+    refused = [o for o in unanswered if isinstance(o.error, str) and o.error.startswith("ConnectError")]
+    assert refused, f"no request was refused: the load did not outlast the listener {unanswered}"
+    closed = min(o.started for o in refused)
+    in_flight = [o for o in answered if o.path == "/predict/batch" and o.started < closed < o.ended]
+    assert in_flight, "no batch was in flight when the listener closed: the test did not exercise the close"
+    assert len(requests_taken(facade.log, "/predict/batch")) == load.answered("/predict/batch")
+
+    # what got no answer never reached the facade, and only once the drain was over; each client stopped there
+    assert all(o.started >= drain_end for o in unanswered), [(o.started - signalled, o.error) for o in unanswered]
+    assert len(unanswered) == SENDERS + 1
+    reset = [o for o in unanswered if o not in refused]
+
+    assert DRAIN_S <= exited - signalled <= DRAIN_S + GRACEFUL_S
+    assert facade.proc.returncode == -signal.SIGTERM  # uvicorn re-raises the signal it shut down on
+    print(
+        f"{len(outcomes)} requests: {len(answered)} answered 200 ({sum(o.started >= signalled for o in answered)} "
+        f"during the drain), {len(refused)} refused after the close, {len(reset)} reset at the close; "
+        f"exit {exited - signalled:.2f}s after SIGTERM"
+    )
