@@ -88,6 +88,35 @@ def test_worker_killed_mid_stream_loses_and_duplicates_nothing(pipeline: Pipelin
     check_ready_events(pipeline, events)
 
 
+def test_worker_stopped_by_sigterm_mid_stream_settles_its_batch_and_loses_nothing(pipeline: Pipeline) -> None:
+    small = {"OSML_WORKER_BATCH_SIZE": "20", "OSML_WORKER_PREFETCH": "40"}
+    worker = pipeline.start_worker(**small)
+    pipeline.start_relay()
+    events = requested_events(1000, seed=5)
+    pipeline.broker.publish([body for _, body, _ in events])
+
+    wait_until(lambda: pipeline.rows() >= 100, timeout=DEADLINE_S, what="the stream under way")
+    os.killpg(worker.pid, signal.SIGTERM)
+    worker.wait(timeout=10)  # it finishes the batch in hand and leaves: seconds, not a drain of the queue
+    assert worker.returncode == 0
+    cut_at = pipeline.rows()
+    assert cut_at < 1000, "the worker finished before it was stopped: the test did not cut the stream"
+    assert "worker stopped" in (pipeline.workdir / "worker-0.log").read_text()
+    # unlike a kill, a stop acks every prediction it stored: exactly the rest is back in the queue
+    # (polled: a quorum queue's counts in `rabbitmqctl list_queues` lag by a few seconds)
+    wait_until(
+        lambda: queue_depth(pipeline.vhost, REQUESTED_QUEUE) == 1000 - cut_at,
+        timeout=30,
+        what=f"{1000 - cut_at} messages back in the queue",
+    )
+
+    pipeline.start_worker(**small)
+    pipeline.wait_settled(1000)
+    assert pipeline.scalar("SELECT count(*) FROM outbox") == 1000
+    check_ready_events(pipeline, events)
+    assert pipeline.broker.ready_count(DEAD_LETTER_QUEUE) == 0
+
+
 def test_facade_down_for_ten_seconds_holds_events_until_it_returns(pipeline: Pipeline) -> None:
     worker = pipeline.start_worker()
     pipeline.start_relay()
