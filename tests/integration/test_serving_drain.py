@@ -5,11 +5,13 @@ about a second of work, so one is in flight when the listener closes), and a pro
 /health/ready; the test sends SIGTERM mid-load. The clients ignore readiness, as a load balancer lagging behind
 it would, and each stops at its first request that gets no answer. Pass:
 
-- readiness answers 503 at once and liveness 200 for the whole drain window (OSML_DRAIN_SECONDS);
+- the listener stays open for the drain window (OSML_DRAIN_SECONDS; the close is uvicorn's "Shutting down" line
+  in the facade's log), readiness answers 503 at once and liveness 200 meanwhile;
 - every request the facade took (its one access-log line per request, by requestId) was answered 200 to the
   client, and the batch in flight at the close was answered in full;
-- every other request got no answer at all - refused once the listener closed, or reset in the listen backlog
-  at the close - never before the drain window ended; the two kinds add up to every request sent;
+- every other request got no answer at all, at the close and not before: refused by the closed listener, or
+  reset in its listen backlog or on an idle keep-alive connection; answered and unanswered add up to every
+  request sent;
 - the process exits within the drain window plus the graceful timeout, by the signal it was sent.
 """
 
@@ -22,6 +24,7 @@ import signal
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 
 import httpx
@@ -40,8 +43,8 @@ SENDERS = 8
 MAX_REQUESTS = 20_000  # a bound, never reached: the clients stop once the listener has closed
 WARMUP_ANSWERS = 200  # the load is under way before the signal
 PROBE_INTERVAL_S = 0.05
-# the facade notices the signal, and the end of the drain, on its event loop; a busy loop is a little late for both
-LOOP_LAG_S = 0.25
+# how late the facade may notice the signal on a busy machine (a probe reading still ready before then is fine)
+LOOP_LAG_S = 1.0
 BATCH_ITEMS = 10_000
 BATCH = orjson.dumps(
     {"items": [{"requestId": f"b{i}", "orderId": f"o{i}", "features": SEED_FEATURES} for i in range(BATCH_ITEMS)]}
@@ -52,6 +55,7 @@ BATCH = orjson.dumps(
 class Outcome:
     path: str
     request_id: str | None  # of a /predict
+    # wall-clock seconds, to compare with the facade's log stamps (the close)
     started: float
     ended: float
     status: int | None  # None: no HTTP answer
@@ -99,20 +103,20 @@ class Load:
                 if request_id
                 else BATCH
             )
-            started = time.monotonic()
+            started = time.time()
             try:
                 response = await self._client.post(path, content=body)
             except httpx.TransportError as exc:
-                self.outcomes.append(Outcome(path, request_id, started, time.monotonic(), None, repr(exc)))
+                self.outcomes.append(Outcome(path, request_id, started, time.time(), None, repr(exc)))
                 return
-            self.outcomes.append(Outcome(path, request_id, started, time.monotonic(), response.status_code))
+            self.outcomes.append(Outcome(path, request_id, started, time.time(), response.status_code))
 
 
 async def probe(facade: FacadeProcess, readings: list[tuple[float, int, int]]) -> None:
     """(time, /health/ready status, /health status) every PROBE_INTERVAL_S until the listener is gone."""
     async with httpx.AsyncClient(base_url=facade.url, timeout=10) as client:
         while True:
-            at = time.monotonic()
+            at = time.time()
             try:
                 ready = (await client.get("/health/ready")).status_code
                 live = (await client.get("/health")).status_code
@@ -123,13 +127,13 @@ async def probe(facade: FacadeProcess, readings: list[tuple[float, int, int]]) -
 
 
 async def exit_time(facade: FacadeProcess, limit_s: float) -> float:
-    """When the process exited (monotonic, polled every 20 ms), or TimeoutError."""
-    deadline = time.monotonic() + limit_s
+    """When the process exited (polled every 20 ms), or TimeoutError."""
+    deadline = time.time() + limit_s
     while facade.proc.poll() is None:
-        if time.monotonic() > deadline:
+        if time.time() > deadline:
             raise TimeoutError(f"the facade still runs {limit_s}s after SIGTERM (log: {facade.log})")
         await asyncio.sleep(0.02)
-    return time.monotonic()
+    return time.time()
 
 
 def requests_taken(log: Path, path: str) -> list[dict[str, object]]:
@@ -138,29 +142,41 @@ def requests_taken(log: Path, path: str) -> list[dict[str, object]]:
     return [line for line in lines if line.get("msg") == "request" and line.get("path") == path]
 
 
+def listener_closed(log: Path) -> float:
+    """When uvicorn began its shutdown, which closes the listener first (its "Shutting down" line)."""
+    for line in log.read_text().splitlines():
+        if line.startswith("{") and (entry := orjson.loads(line)).get("msg") == "Shutting down":
+            return datetime.fromisoformat(entry["ts"]).timestamp()
+    raise AssertionError(f"no shutdown in {log}")
+
+
 async def test_sigterm_under_load_drains_then_exits_without_failing_a_request(draining_facade: FacadeProcess) -> None:
     facade = draining_facade
     load = Load(facade)
     readings: list[tuple[float, int, int]] = []
     sending = asyncio.create_task(load.run())
     probing = asyncio.create_task(probe(facade, readings))
-    deadline = time.monotonic() + 30
+    deadline = time.time() + 30
     while load.answered("/predict") < WARMUP_ANSWERS:
-        assert time.monotonic() < deadline and not sending.done(), f"no load: {load.outcomes[-5:]}"
+        assert time.time() < deadline and not sending.done(), f"no load: {load.outcomes[-5:]}"
         await asyncio.sleep(0.02)
 
-    signalled = time.monotonic()
+    signalled = time.time()
     os.kill(facade.proc.pid, signal.SIGTERM)
     exited = await exit_time(facade, limit_s=DRAIN_S + GRACEFUL_S + LOOP_LAG_S)
     await asyncio.wait_for(asyncio.gather(sending, probing), timeout=30)
-    drain_end = signalled + DRAIN_S - LOOP_LAG_S
+    closed = listener_closed(facade.log)
 
-    # the drain: readiness 503 at once, liveness 200, the listener open throughout
-    assert all((ready, live) == (200, 200) for at, ready, live in readings if at < signalled)
-    draining = [(at - signalled, ready, live) for at, ready, live in readings if at >= signalled + LOOP_LAG_S]
-    assert draining, "the probe saw nothing of the drain"
-    assert all((ready, live) == (503, 200) for _, ready, live in draining), draining
-    assert draining[-1][0] >= DRAIN_S - 2 * LOOP_LAG_S, f"the listener closed early: {draining}"
+    # the drain: the listener open for the whole window, readiness 503 at once and liveness 200 meanwhile
+    assert closed - signalled >= DRAIN_S
+    seen = [(round(at - signalled, 2), ready, live) for at, ready, live in readings if at < closed]
+    first_503 = next((i for i, (_, ready, _) in enumerate(seen) if ready == 503), None)
+    assert first_503 is not None, f"readiness never turned 503: {seen}"
+    assert all((ready, live) == (200, 200) for _, ready, live in seen[:first_503]), seen
+    assert seen[first_503][0] <= LOOP_LAG_S, f"readiness turned 503 late: {seen}"
+    draining = seen[first_503:]
+    assert all((ready, live) == (503, 200) for _, ready, live in draining), seen
+    assert len(draining) >= 3, f"the probe saw too little of the drain: {seen}"
 
     # every request the facade took was answered 200 to its client: none was cut off
     outcomes = load.outcomes
@@ -172,23 +188,22 @@ async def test_sigterm_under_load_drains_then_exits_without_failing_a_request(dr
     assert sorted(str(line["requestId"]) for line in taken) == sorted(
         str(o.request_id) for o in answered if o.path == "/predict"
     )
-    # ... including the batch that was still computing when the listener closed (a refusal is the closed listener)
-    refused = [o for o in unanswered if isinstance(o.error, str) and o.error.startswith("ConnectError")]
-    assert refused, f"no request was refused: the load did not outlast the listener {unanswered}"
-    closed = min(o.started for o in refused)
+    # ... including the batch that was still computing when the listener closed
     in_flight = [o for o in answered if o.path == "/predict/batch" and o.started < closed < o.ended]
     assert in_flight, "no batch was in flight when the listener closed: the test did not exercise the close"
     assert len(requests_taken(facade.log, "/predict/batch")) == load.answered("/predict/batch")
 
-    # what got no answer never reached the facade, and only once the drain was over; each client stopped there
-    assert all(o.started >= drain_end for o in unanswered), [(o.started - signalled, o.error) for o in unanswered]
+    # what got no answer never reached the facade (above) and failed at the close, not before; each client
+    # stopped at its first
+    assert all(o.ended >= closed for o in unanswered), [(o.ended - signalled, o.error) for o in unanswered]
     assert len(unanswered) == SENDERS + 1
-    reset = [o for o in unanswered if o not in refused]
+    refused = [o for o in unanswered if isinstance(o.error, str) and o.error.startswith("ConnectError")]
 
     assert DRAIN_S <= exited - signalled <= DRAIN_S + GRACEFUL_S
     assert facade.proc.returncode == -signal.SIGTERM  # uvicorn re-raises the signal it shut down on
     print(
         f"{len(outcomes)} requests: {len(answered)} answered 200 ({sum(o.started >= signalled for o in answered)} "
-        f"during the drain), {len(refused)} refused after the close, {len(reset)} reset at the close; "
-        f"exit {exited - signalled:.2f}s after SIGTERM"
+        f"during the drain), {len(refused)} refused after the close, {len(unanswered) - len(refused)} reset at "
+        f"the close; listener closed {closed - signalled:.2f}s and process exited {exited - signalled:.2f}s after "
+        "SIGTERM"
     )

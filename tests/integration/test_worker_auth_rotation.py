@@ -29,7 +29,7 @@ from worker.topology import DEAD_LETTER_QUEUE, REQUESTED_QUEUE
 pytestmark = pytest.mark.integration
 
 ROTATED_KEY = "worker-test-rotated-predict-key"
-EVENTS = 1000
+EVENTS = 600
 # small batches, so the stream is still flowing when the key changes
 SMALL = {"OSML_WORKER_BATCH_SIZE": "20", "OSML_WORKER_PREFETCH": "40"}
 # from the facade answering with the new key to the worker's exit: its retry ceiling and breaker reset
