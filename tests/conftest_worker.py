@@ -82,7 +82,7 @@ class Facade:
         response = httpx.post(
             f"{self.url}/predict/batch",
             json={"items": [{"requestId": "check", "orderId": o, "features": f} for o, f in items]},
-            headers={"X-API-Key": PREDICT_KEY},
+            headers={"X-API-Key": self.env["OSML_PREDICT_API_KEY"]},  # the key it runs with (it may be rotated)
             timeout=30,
         )
         response.raise_for_status()

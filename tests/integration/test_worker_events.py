@@ -61,19 +61,38 @@ def test_every_event_delivered_twice_still_makes_one_row_and_one_ready_each(pipe
     assert pipeline.broker.ready_count(DEAD_LETTER_QUEUE) == 0
 
 
-def test_worker_killed_mid_stream_loses_and_duplicates_nothing(pipeline: Pipeline) -> None:
-    # small batches so that the stream is long enough to be cut in the middle
-    small = {"OSML_WORKER_BATCH_SIZE": "20", "OSML_WORKER_PREFETCH": "40"}
-    worker = pipeline.start_worker(**small)
+# small batches so that the stream is long enough to be cut in the middle
+SMALL_BATCHES = {"OSML_WORKER_BATCH_SIZE": "20", "OSML_WORKER_PREFETCH": "40"}
+
+
+def _cut_mid_stream(
+    pipeline: Pipeline, sig: signal.Signals, *, seed: int
+) -> tuple[int, list[tuple[str, bytes, dict[str, Any]]], int]:
+    """Stream 1,000 events and send `sig` to the worker once 100 are stored: its exit status, the events, and the
+    rows stored when it was gone."""
+    worker = pipeline.start_worker(**SMALL_BATCHES)
     pipeline.start_relay()
-    events = requested_events(1000, seed=3)
+    events = requested_events(1000, seed=seed)
     pipeline.broker.publish([body for _, body, _ in events])
 
     wait_until(lambda: pipeline.rows() >= 100, timeout=DEADLINE_S, what="the stream under way")
-    os.killpg(worker.pid, signal.SIGKILL)
-    worker.wait(timeout=10)
+    os.killpg(worker.pid, sig)
+    worker.wait(timeout=10)  # a stop finishes the batch in hand and leaves: seconds, not a drain of the queue
     cut_at = pipeline.rows()
-    assert cut_at < 1000, "the worker finished before it was killed: the test did not cut the stream"
+    assert cut_at < 1000, "the worker finished before the signal: the test did not cut the stream"
+    return worker.returncode, events, cut_at
+
+
+def _settled_by_a_new_worker(pipeline: Pipeline, events: list[tuple[str, bytes, dict[str, Any]]]) -> None:
+    pipeline.start_worker(**SMALL_BATCHES)
+    pipeline.wait_settled(1000)
+    assert pipeline.scalar("SELECT count(*) FROM outbox") == 1000
+    check_ready_events(pipeline, events)
+    assert pipeline.broker.ready_count(DEAD_LETTER_QUEUE) == 0
+
+
+def test_worker_killed_mid_stream_loses_and_duplicates_nothing(pipeline: Pipeline) -> None:
+    _, events, cut_at = _cut_mid_stream(pipeline, signal.SIGKILL, seed=3)
     # its unacked messages are back (and perhaps some stored whose ack it never sent)
     # (polled: a quorum queue's counts in `rabbitmqctl list_queues` lag by a few seconds)
     wait_until(
@@ -81,11 +100,20 @@ def test_worker_killed_mid_stream_loses_and_duplicates_nothing(pipeline: Pipelin
         timeout=30,
         what="the killed worker's messages back in the queue",
     )
+    _settled_by_a_new_worker(pipeline, events)
 
-    pipeline.start_worker(**small)
-    pipeline.wait_settled(1000)
-    assert pipeline.scalar("SELECT count(*) FROM outbox") == 1000
-    check_ready_events(pipeline, events)
+
+def test_worker_stopped_by_sigterm_mid_stream_settles_its_batch_and_loses_nothing(pipeline: Pipeline) -> None:
+    status, events, cut_at = _cut_mid_stream(pipeline, signal.SIGTERM, seed=5)
+    assert status == 0
+    assert "worker stopped" in (pipeline.workdir / "worker-0.log").read_text()
+    # unlike a kill, a stop acks every prediction it stored: exactly the rest is back in the queue
+    wait_until(
+        lambda: queue_depth(pipeline.vhost, REQUESTED_QUEUE) == 1000 - cut_at,
+        timeout=30,
+        what=f"{1000 - cut_at} messages back in the queue",
+    )
+    _settled_by_a_new_worker(pipeline, events)
 
 
 def test_facade_down_for_ten_seconds_holds_events_until_it_returns(pipeline: Pipeline) -> None:
