@@ -109,6 +109,8 @@ class _Scored:
     calibrator: Calibrator | None
     latency_ms: float
     outcome: _Outcome  # its model is the evaluation model until the winner is refit for serving
+    params: dict[str, Any]  # what its child run records besides the configuration and the fold scores
+    metrics: dict[str, float]
 
 
 def _signature(schema_version: str, output: str) -> ModelSignature:
@@ -235,10 +237,20 @@ class _Trainer:
             self.progress(span[0] + (span[1] - span[0]) * (0.5 + i / (2 * len(chosen))), f"{task.upper()}: {name}")
             with mlflow.start_run(run_name=f"{task}/{name}", nested=True, experiment_id=self.experiment_id) as child:
                 mlflow.set_tags({"osml.task": task, "osml.candidate": name})
-                candidate = self._evaluate(
-                    task, name, assessments[name], folds, evaluation_rows, test_rows, test_block, w_test, probe
+                # a search that found nothing better than the defaults (or had no time to) chose their
+                # configuration: refit alike it is the same model, so it is fitted and measured once
+                same = next((s for s in scored if s.assessment is assessments[name]), None)
+                candidate = (
+                    self._evaluate(
+                        task, name, assessments[name], folds, evaluation_rows, test_rows, test_block, w_test, probe
+                    )
+                    if same is None
+                    else replace(same, name=name)
                 )
-                scored.append(replace(candidate, outcome=replace(candidate.outcome, run_id=child.info.run_id)))
+                _log_candidate(task, candidate)
+                scored.append(
+                    replace(candidate, outcome=replace(candidate.outcome, run_id=child.info.run_id, candidate=name))
+                )
                 mlflow.log_metrics(_prefixed("baseline_", baseline))
                 if name == TUNED and trials is not None:
                     mlflow.log_table(trials, "tuning/trials.json")
@@ -304,21 +316,12 @@ class _Trainer:
         fit_seconds = time.perf_counter() - started
         encoder = self.evaluation.encoder
         scorer = XGBoostScorer(fitted.booster, sample=evaluation_rows.x[-512:])
-        mlflow.log_params({f"{name}.{k}": v for k, v in assessment.params.items()})
-        mlflow.log_params(
-            {
-                "evaluation_rows": len(evaluation_rows),
-                "evaluation_rounds": rounds,
-                "rounds_per_1000_rows": round(1000 * float(np.mean(assessment.rounds_per_row)), 4),
-                "folds": len(folds),
-            }
-        )
-        fold_metric = "auc" if task == "sla" else "mae_minutes"
-        for i, value in enumerate(assessment.values):
-            mlflow.log_metric(f"fold_{fold_metric}", value, step=i)
-        mlflow.log_metrics(
-            {"fold_score": assessment.score, "fit_seconds": fit_seconds, "cv_seconds": assessment.seconds}
-        )
+        params: dict[str, Any] = {
+            "evaluation_rows": len(evaluation_rows),
+            "evaluation_rounds": rounds,
+            "rounds_per_1000_rows": round(1000 * float(np.mean(assessment.rounds_per_row)), 4),
+            "folds": len(folds),
+        }
         raw_test = scorer(test_rows.x)
         calibrator: Calibrator | None = None
         if task == "sla":
@@ -334,7 +337,7 @@ class _Trainer:
             validation = classification_metrics(last.y, p_last, threshold, last.w)
             p_test = model._finish(raw_test)
             test = classification_metrics(y_test, p_test, threshold, w_test)
-            mlflow.log_params({"calibration": calibrator.method, "threshold": round(threshold, 6)})
+            params |= {"calibration": calibrator.method, "threshold": round(threshold, 6)}
             metrics = {**test, "threshold": threshold, **_prefixed("val_", validation)}
             figures = self._sla_figures(y_test, p_test, raw_test, threshold, encoder, fitted)
             on_test = by_point.Scored(test_block, p_test)
@@ -348,8 +351,9 @@ class _Trainer:
             figures = self._eta_figures(y_test, predicted, encoder, fitted)
             on_test = by_point.Scored(test_block, predicted)
         latency_ms = _predict_one_ms(model, probe)
-        mlflow.log_metrics({**_prefixed("", metrics), "predict_one_ms": latency_ms})
-        return _Scored(name, assessment, calibrator, latency_ms, _Outcome("", name, model, metrics, figures, on_test))
+        logged = {"fit_seconds": fit_seconds, **_prefixed("", metrics), "predict_one_ms": latency_ms}
+        outcome = _Outcome("", name, model, metrics, figures, on_test)
+        return _Scored(name, assessment, calibrator, latency_ms, outcome, params, logged)
 
     @staticmethod
     def _sla_figures(
@@ -408,6 +412,16 @@ class _Trainer:
             model = EtaMinutesModel(self.served.encoder, scorer)
         model.profile = profile.of_model(model, rows.x)  # saved with it: the facade's drift reference
         return model
+
+
+def _log_candidate(task: Task, candidate: _Scored) -> None:
+    """A candidate's child run: its configuration, fold scores, evaluation refit and test metrics."""
+    assessment = candidate.assessment
+    mlflow.log_params({f"{candidate.name}.{k}": v for k, v in assessment.params.items()} | candidate.params)
+    fold_metric = "auc" if task == "sla" else "mae_minutes"
+    for i, value in enumerate(assessment.values):
+        mlflow.log_metric(f"fold_{fold_metric}", value, step=i)
+    mlflow.log_metrics({"fold_score": assessment.score, "cv_seconds": assessment.seconds} | candidate.metrics)
 
 
 # Model choice: the best fold score wins, unless a candidate within this margin of it answers a single row faster

@@ -66,6 +66,26 @@ def test_frames_with_nullable_dtypes_encode_missing_as_nan() -> None:
     assert encoded[0, 0] == encoder.vocabularies[0]["HIGH"]
 
 
+def test_a_frame_of_mixed_dtypes_encodes_cell_by_cell_as_its_records_do() -> None:
+    fitted = pd.DataFrame({"priority": ["1", "1.5", "HIGH", "True"], "category": ["TI", "7", "TI", "HR"]})
+    encoder = FeatureEncoder.fit(fitted, schema_version="1", min_count=1)
+    frame = pd.DataFrame(
+        {
+            # numbers and booleans in a categorical column are looked up by their text, as in a record
+            "priority": pd.Series([1, 1.5, "HIGH", None, True, np.nan], dtype=object),
+            "category": pd.Series([7, 7, pd.NA, 8, 7, 7], dtype="Int64"),
+            "createdHour": pd.Series([1, None, 3, 4, 5, 6], dtype=object),
+            "createdDayOfWeek": pd.Series([True, False, True, False, True, False]),
+            "hasAssignee": pd.Series([1, pd.NA, 0, 1, 0, 1], dtype="Int64"),
+        }  # no timeSinceCreatedMinutes column: missing everywhere
+    )
+    records = frame.astype(object).where(frame.notna(), None).to_dict(orient="records")
+    by_row = encoder.encode(records)
+    np.testing.assert_array_equal(encoder.encode(frame), by_row)
+    assert by_row[0, 0] == encoder.vocabularies[0]["1"] and by_row[4, 0] == encoder.vocabularies[0]["True"]
+    assert math.isnan(by_row[3, 0]) and math.isnan(by_row[2, 1]) and math.isnan(by_row[1, 2])
+
+
 def test_sla_one_row_and_many_agree_and_are_probabilities(sla_model: SlaRiskModel, feature_rows) -> None:  # type: ignore[no-untyped-def]
     rows = feature_rows
     many = sla_model.predict(rows)

@@ -17,7 +17,7 @@ def _candidate(task: Task, name: str, folds: tuple[float, ...], latency_ms: floa
     baselines = (1.0,) * len(folds) if task == "sla" else (1000.0,) * len(folds)
     assessment = Assessment(task, {}, folds, baselines, (0.1,) * len(folds), (np.zeros(1),) * len(folds), 0.0)
     outcome = _Outcome("", name, None, {}, dict, Scored(np.zeros(0, dtype=np.int64), np.zeros(0)))  # type: ignore[arg-type]
-    return _Scored(name, assessment, None, latency_ms, outcome)
+    return _Scored(name, assessment, None, latency_ms, outcome, params={}, metrics={})
 
 
 def test_the_faster_of_two_near_equal_candidates_wins() -> None:
