@@ -52,7 +52,9 @@ class FeatureEncoder:
         """Vocabularies from the training rows: the `max_categories` most frequent values seen `min_count` times."""
         categorical = SCHEMAS[schema_version][0]
         counts = {column: frame[column].dropna().astype(str).value_counts() for column in categorical}
-        return cls.from_counts(counts, schema_version=schema_version, min_count=min_count, max_categories=max_categories)
+        return cls.from_counts(
+            counts, schema_version=schema_version, min_count=min_count, max_categories=max_categories
+        )
 
     @classmethod
     def from_counts(

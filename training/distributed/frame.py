@@ -93,7 +93,7 @@ def _snapshots(
     for name in LABEL_COLUMNS:
         out[name] = getattr(frame, name).to_numpy()
     out[_AT_NS] = utc_ns(frame.as_of)
-    position = pd.Index(orders["id"].astype("str")).get_indexer(ids)
+    position = pd.Index(orders["id"].astype("str")).get_indexer(pd.Index(ids))
     for key in keys:
         out[f"_{key}"] = orders[key].astype("str").to_numpy()[position]
     return out
@@ -120,7 +120,9 @@ def _meta_of(
     return sample.iloc[:0]
 
 
-def _asking(key: pd.Series, ids: pd.Series, value: pd.Series, times: dict[str, pd.Series], **ints: np.ndarray) -> pd.DataFrame:
+def _asking(
+    key: pd.Series, ids: pd.Series, value: pd.Series, times: dict[str, pd.Series], **ints: np.ndarray
+) -> pd.DataFrame:
     """Rows of the workload shuffle: orders (opening, closing) and queries (an instant), in one frame per key."""
     frame = pd.DataFrame(
         {_KEY: value.where(value.notna(), ids), "order_id": ids, "value": value}
@@ -152,7 +154,7 @@ def _count(rows: pd.DataFrame, feature: str) -> pd.DataFrame:
     is_order = rows[SNAP].to_numpy() < 0
     orders = rows[is_order].reset_index(drop=True)
     asks = rows[~is_order]
-    positions = pd.Index(orders["order_id"]).get_indexer(asks["order_id"])
+    positions = pd.Index(orders["order_id"]).get_indexer(pd.Index(asks["order_id"]))
     counts = open_workload(
         orders["value"],
         orders["created_at"],
@@ -227,7 +229,7 @@ def build_distributed_frame(
         raise DataError("nothing left after filtering: the dataset has no orders", source=data.source)
     exported = pd.Timestamp(end)
     kinds = set(found_rules)
-    rule: SlaLabelRule = "mixed" if len(kinds) > 1 else (kinds.pop() if kinds else "due_at")  # type: ignore[assignment]
+    rule: SlaLabelRule = "mixed" if len(kinds) > 1 else (kinds.pop() if kinds else "due_at")
 
     keyed = {f: KEYED_FEATURES[f] for f in feature_columns(schema_version) if f in KEYED_FEATURES}
     keys = tuple(dict.fromkeys(keyed.values()))
