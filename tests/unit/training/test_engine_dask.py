@@ -80,7 +80,9 @@ def test_the_partitioned_frame_equals_the_single_process_frame() -> None:
     data = generate(orders=1200, seed=4)
     assert data.history is not None
     # history parts do not line up with order parts: an order's history is spread over several of them
-    parts = PartitionedOrders(split(data.orders, rows_per_partition=300), split(data.history, rows_per_partition=1000), "")
+    parts = PartitionedOrders(
+        split(data.orders, rows_per_partition=300), split(data.history, rows_per_partition=1000), ""
+    )
     with dask.config.set(scheduler="synchronous"):
         built = build_distributed_frame(parts, schema_version="4", snapshots_per_order=10)
         got = _as_single_frame(built.rows.compute())
