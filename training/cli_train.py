@@ -123,5 +123,10 @@ def run(args: argparse.Namespace) -> int:
     except (DataError, ValueError) as exc:  # a bad OSML_DASK_* setting is a pydantic ValueError too
         print(f"osml train: {exc}", file=sys.stderr)
         return 2
+    except MemoryError:
+        # numpy refuses an allocation larger than the machine can give: the export outgrew one process
+        hint = " train on partitions with --engine dask (docs/scale.md)" if args.engine == "single" else ""
+        print(f"osml train: out of memory on {args.engine!r};{hint or ' add Dask workers or memory'}", file=sys.stderr)
+        return 3
     print(json.dumps({"modelVersion": result.model_version, "metrics": result.metrics}), flush=True)
     return 0
