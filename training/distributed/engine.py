@@ -295,6 +295,7 @@ class _Engine:
             mlflow.set_tags({"osml.task": task, "osml.candidate": name, "osml.engine": "dask"})
             outcome = self._evaluate(task, name, assessment, folds, evaluation, test, y_test, probe)
             mlflow.log_metrics(_prefixed("baseline_", baseline))
+        del folds, evaluation, test  # their encoded rows leave the workers' memory before the largest one comes
         served_rows = self.matrix(task, self.served, (0, self.n_folds + 1))
         rounds = assessment.rounds(served_rows.vectors)
         fitted = self.fit(task, assessment.params, self.served, served_rows, rounds=rounds)
