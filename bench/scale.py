@@ -1,6 +1,7 @@
 """Training and scoring cost as the data grows: `osml train` single-process and on Dask, `osml score` in batch.
 
     python -m bench.scale [--sizes 100k,1M,5M] [--engines single,dask] [--score-orders 1M] [--results FILE]
+    python -m bench.scale --report FILE [FILE ...]   # the table and fit of earlier runs' results
 
 For each size, synthetic orders with status histories (`osml generate`'s generator) are written twice: as one
 CSV pair (what the single-process path reads whole) and as Parquet parts of `ROWS_PER_PART` orders (what the Dask
@@ -127,7 +128,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--engines", default=os.environ.get("ENGINES", "single,dask"))
     parser.add_argument("--score-orders", default=os.environ.get("SCORE_ORDERS", "1M"), help="0 skips scoring")
     parser.add_argument("--results", type=Path, default=Path(os.environ.get("RESULTS", "bench-scale.jsonl")))
+    parser.add_argument("--report", type=Path, nargs="+", help="print the table and fit of these results files")
     args = parser.parse_args(argv)
+    if args.report:
+        earlier = [Run(**json.loads(line)) for path in args.report for line in path.read_text().splitlines() if line]
+        print(table(sorted(earlier, key=lambda r: (r.step != "train", r.orders, r.engine))))
+        for line in growth(earlier):
+            print(line)
+        return 0
     sizes = [orders_count(s) for s in args.sizes.split(",") if s.strip()]
     engines = [e.strip() for e in args.engines.split(",") if e.strip()]
     runs: list[Run] = []
