@@ -10,13 +10,14 @@ DEV_LOCK := requirements-dev.lock
 LOCK_FLAGS := --python-version 3.11 --python-platform linux --generate-hashes --quiet --custom-compile-command "make lock"
 UCI ?= ../shared/data/uci-incident-event-log/incident_event_log.zip
 
-.PHONY: help install lock up test lint typecheck unit bench eval stack stack-down services clean
+.PHONY: help install lock up test lint typecheck unit bench bench-scale eval stack stack-down services clean
 
 help:
 	@echo "make install     .venv with exactly the versions in $(DEV_LOCK) (make lock refreshes the locks)"
 	@echo "make up          train on bundled synthetic data if the registry is empty, then serve (embedded)"
 	@echo "make test        lint, typecheck and the whole test suite (starts PostgreSQL/RabbitMQ if down)"
 	@echo "make bench       facade vs 'mlflow models serve', batch vs in-process, end-to-end events"
+	@echo "make bench-scale training (single process vs Dask) and batch scoring cost by size (SIZES=100k,1M,5M)"
 	@echo "make eval        real-data quality report on the UCI event log (UCI=path)"
 	@echo "make stack       local production-shaped stack (tracking server on Postgres + S3, facade, trainer, worker, relay)"
 	@echo "make stack-down  stop exactly what 'make stack' started"
@@ -64,6 +65,10 @@ test: install services lint typecheck
 bench: install services
 	@command -v wrk >/dev/null || { apt-get update -q && apt-get install -y -q wrk; } || { echo "wrk is needed (Debian package 'wrk')"; exit 1; }
 	$(BIN)/python -m bench.run
+
+# SIZES (orders, e.g. 100k,1M,5M), ENGINES (single,dask), SCORE_ORDERS (1M; 0 skips), RESULTS (a JSON-lines file)
+bench-scale: install
+	SIZES="$(or $(SIZES),100k,1M,5M)" $(BIN)/python -m bench.scale
 
 eval: install
 	OSML_DATASET_ROOTS="$(abspath $(dir $(UCI)))" $(BIN)/osml eval-uci --path "$(UCI)"

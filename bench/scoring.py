@@ -46,16 +46,20 @@ def write_parts(orders: int, root: Path) -> None:
         data.orders.iloc[rows].to_parquet(root / "orders" / f"part.{i}.parquet", index=False)
 
 
-def measure(dataset: Path, out: Path, *, workers: int, tracking_uri: str, orders: int) -> Measured:
-    command = [str(VENV_BIN / "osml"), "score", "--dataset", str(dataset), "--all", "--out", str(out)]
-    command += ["--as-of", "2100-01-01T00:00:00Z", "--workers", str(workers)]
+@dataclass(frozen=True)
+class Sampled:
+    wall_s: float
+    stdout: str
+    client_peak_mb: float
+    worker_peak_mb: float  # the largest child process (0 without children)
+    total_peak_mb: float  # the process tree's RSS summed, at its highest
+    returncode: int
+
+
+def sampled(command: list[str], env: dict[str, str]) -> Sampled:
+    """Run `command`, sampling the RSS of its process tree every 0.2 s."""
     started = time.perf_counter()
-    proc = subprocess.Popen(
-        command,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-        env={**os.environ, "MLFLOW_TRACKING_URI": tracking_uri},
-    )
+    proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=env)
     root = psutil.Process(proc.pid)
     peaks: dict[int, float] = {}
     total_peak = 0.0
@@ -71,18 +75,25 @@ def measure(dataset: Path, out: Path, *, workers: int, tracking_uri: str, orders
         time.sleep(0.2)
     wall = time.perf_counter() - started
     stdout = proc.stdout.read().decode() if proc.stdout else ""
-    if proc.returncode != 0:
-        raise RuntimeError(f"osml score failed ({proc.returncode}): {stdout}")
-    summary = json.loads(stdout.strip().splitlines()[-1])
     others = [mb for pid, mb in peaks.items() if pid != proc.pid]
+    return Sampled(wall, stdout, peaks.get(proc.pid, 0.0), max(others, default=0.0), total_peak, int(proc.returncode))
+
+
+def measure(dataset: Path, out: Path, *, workers: int, tracking_uri: str, orders: int) -> Measured:
+    command = [str(VENV_BIN / "osml"), "score", "--dataset", str(dataset), "--all", "--out", str(out)]
+    command += ["--as-of", "2100-01-01T00:00:00Z", "--workers", str(workers)]
+    run = sampled(command, {**os.environ, "MLFLOW_TRACKING_URI": tracking_uri})
+    if run.returncode != 0:
+        raise RuntimeError(f"osml score failed ({run.returncode}): {run.stdout}")
+    summary = json.loads(run.stdout.strip().splitlines()[-1])
     return Measured(
         orders=orders,
         workers=workers,
-        wall_s=wall,
+        wall_s=run.wall_s,
         written=int(summary["written"]),
-        client_peak_mb=peaks.get(proc.pid, 0.0),
-        worker_peak_mb=max(others, default=0.0),
-        total_peak_mb=total_peak,
+        client_peak_mb=run.client_peak_mb,
+        worker_peak_mb=run.worker_peak_mb,
+        total_peak_mb=run.total_peak_mb,
     )
 
 

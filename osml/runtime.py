@@ -45,11 +45,28 @@ class FeatureEncoder:
         cls, frame: pd.DataFrame, *, schema_version: str, min_count: int = 2, max_categories: int = 250
     ) -> FeatureEncoder:
         """Vocabularies from the training rows: the `max_categories` most frequent values seen `min_count` times."""
+        categorical = SCHEMAS[schema_version][0]
+        counts = {column: frame[column].dropna().astype(str).value_counts() for column in categorical}
+        return cls.from_counts(
+            counts, schema_version=schema_version, min_count=min_count, max_categories=max_categories
+        )
+
+    @classmethod
+    def from_counts(
+        cls,
+        counts: Mapping[str, pd.Series],
+        *,
+        schema_version: str,
+        min_count: int = 2,
+        max_categories: int = 250,
+    ) -> FeatureEncoder:
+        """`fit` from each categorical column's value counts (value -> rows), however they were counted."""
         categorical, numeric = SCHEMAS[schema_version]
         vocabularies = []
         for column in categorical:
-            counts = frame[column].dropna().astype(str).value_counts()
-            kept = counts[counts >= min_count].index[:max_categories]
+            # ties broken by value, so any way of counting (one frame, Dask partitions) keeps the same values
+            ranked = counts[column].sort_index().sort_values(ascending=False, kind="stable")
+            kept = ranked[ranked >= min_count].index[:max_categories]
             vocabularies.append({str(value): code for code, value in enumerate(sorted(kept), start=1)})
         return cls(schema_version, categorical, numeric, tuple(vocabularies))
 

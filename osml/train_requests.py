@@ -19,6 +19,8 @@ CANDIDATES: Final[Mapping[str, tuple[str, ...]]] = {
     "sla": ("xgboost", "xgboost_tuned"),
     "eta": ("xgboost", "xgboost_tuned"),
 }
+# where training runs (`trainConfig.engine`, `osml train --engine`): one process, or Dask (training/distributed/)
+ENGINES: Final = ("single", "dask")
 POSTGRES_SCHEMES: Final = ("postgresql", "postgres", "postgresql+psycopg")
 
 

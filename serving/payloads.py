@@ -113,6 +113,12 @@ class TrainConfig(BaseModel):
         Field(min_length=1, description='model families to try (e.g. ["xgboost"]); default: all'),
     ] = None
     tuneSeconds: Annotated[float | None, Field(ge=0, le=3600, description="configuration search budget")] = None
+    engine: Annotated[
+        Literal["single", "dask"] | None,
+        Field(
+            description="single: one process; dask: the trainer's Dask cluster (docs/scale.md); default: the trainer's"
+        ),
+    ] = None
 
 
 class TrainRequest(BaseModel):

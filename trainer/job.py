@@ -13,13 +13,16 @@ import sys
 
 from osml.job_store import JobStore, make_engine
 from osml.logs import configure_logging
+from trainer.settings import TrainerSettings
 
 log = logging.getLogger("osml.trainer")
 
 
-def run_job(job_id: str, *, store: JobStore, tracking_uri: str) -> int:
+def run_job(job_id: str, *, store: JobStore, tracking_uri: str, engine: str = "single") -> int:
+    """Run the job on its trainConfig's engine, else `engine` (the trainer's OSML_TRAIN_ENGINE)."""
+    from training.cluster import DaskSettings
     from training.data.errors import DataError
-    from training.pipeline import train
+    from training.engines import train_with
     from training.tune import DEFAULT_TUNE_SECONDS
 
     job = store.get(job_id)
@@ -32,7 +35,9 @@ def run_job(job_id: str, *, store: JobStore, tracking_uri: str) -> int:
         store.progress(job_id, fraction, message)
 
     try:
-        result = train(
+        result = train_with(
+            str(config.get("engine", engine)),
+            DaskSettings(),
             dataset_ref=job.dataset_ref,
             test_size=float(config.get("testSize", 0.2)),
             random_state=int(config.get("randomState", 42)),
@@ -63,7 +68,8 @@ def main(argv: list[str]) -> int:
     configure_logging(os.environ.get("OSML_LOG_LEVEL", "INFO"))
     (job_id,) = argv
     store = JobStore(make_engine(os.environ["OSML_DATABASE_URL"], application_name="osml-training-job"))
-    return run_job(job_id, store=store, tracking_uri=os.environ["MLFLOW_TRACKING_URI"])
+    engine = TrainerSettings().train_engine
+    return run_job(job_id, store=store, tracking_uri=os.environ["MLFLOW_TRACKING_URI"], engine=engine)
 
 
 if __name__ == "__main__":

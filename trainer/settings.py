@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from typing import Self
+from typing import Literal, Self
 
 from pydantic import AliasChoices, Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -29,6 +29,8 @@ class TrainerSettings(BaseSettings):
     job_heartbeat_seconds: float = Field(default=5.0, gt=0)
     job_stale_seconds: float = Field(default=30.0, gt=0)
     log_level: str = "INFO"
+    # where a job runs whose trainConfig names no engine: one process, or Dask (OSML_DASK_SCHEDULER, docs/scale.md)
+    train_engine: Literal["single", "dask"] = "single"
     tracking_uri: str = Field(
         default_factory=tracking_uri, validation_alias=AliasChoices("MLFLOW_TRACKING_URI", "OSML_TRACKING_URI")
     )

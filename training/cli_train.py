@@ -1,4 +1,5 @@
-"""`osml train --dataset REF [--test-size 0.2] [--random-state 42] [--tune-seconds 60] [--activate]`.
+"""`osml train --dataset REF [--test-size 0.2] [--random-state 42] [--tune-seconds 60] [--activate]
+[--engine single|dask [--scheduler tcp://host:8786] [--workers N]]`.
 
 Progress goes to stderr; the LAST stdout line is one JSON object: {"modelVersion": ..., "metrics": {...}}.
 """
@@ -76,6 +77,22 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=SNAPSHOTS_PER_ORDER,
         help="cap on each order's training snapshots (schema 4; default %(default)s): the knob of training time",
     )
+    add_engine(parser)
+
+
+def add_engine(parser: argparse.ArgumentParser) -> None:
+    from training.engines import ENGINES
+
+    parser.add_argument(
+        "--engine",
+        choices=ENGINES,
+        default="single",
+        help="single: one process, the data in memory; dask: partitioned on Dask, boosters by xgboost.dask",
+    )
+    parser.add_argument(
+        "--scheduler", help="--engine dask: a Dask scheduler (tcp://host:8786); default OSML_DASK_SCHEDULER"
+    )
+    parser.add_argument("--workers", type=int, help="--engine dask without a scheduler: LocalCluster processes")
 
 
 def _progress(fraction: float, message: str) -> None:
@@ -83,13 +100,17 @@ def _progress(fraction: float, message: str) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from training.pipeline import train
+    from training.cluster import DaskSettings
+    from training.engines import train_with
 
     logging.getLogger("mlflow").setLevel(logging.WARNING)
     names = [c.strip() for c in args.candidates.split(",") if c.strip()]
     candidates = None if names in ([], ["all"]) else names
+    overrides = {k: v for k, v in (("scheduler", args.scheduler), ("workers", args.workers)) if v is not None}
     try:
-        result = train(
+        result = train_with(
+            args.engine,
+            DaskSettings(**overrides),
             dataset_ref=args.dataset,
             test_size=args.test_size,
             random_state=args.random_state,
@@ -99,8 +120,13 @@ def run(args: argparse.Namespace) -> int:
             tune_seconds=args.tune_seconds,
             snapshots_per_order=args.snapshots_per_order,
         )
-    except (DataError, ValueError) as exc:
+    except (DataError, ValueError) as exc:  # a bad OSML_DASK_* setting is a pydantic ValueError too
         print(f"osml train: {exc}", file=sys.stderr)
         return 2
+    except MemoryError:
+        # numpy refuses an allocation larger than the machine can give: the export outgrew one process
+        hint = " train on partitions with --engine dask (docs/scale.md)" if args.engine == "single" else ""
+        print(f"osml train: out of memory on {args.engine!r};{hint or ' add Dask workers or memory'}", file=sys.stderr)
+        return 3
     print(json.dumps({"modelVersion": result.model_version, "metrics": result.metrics}), flush=True)
     return 0

@@ -239,13 +239,18 @@ def build_training_frame(
     canceled: CanceledRule = "exclude",
     waiting: Sequence[str] = WAITING_MARKERS,
     snapshots_per_order: int = SNAPSHOTS_PER_ORDER,
+    exported: pd.Timestamp | None = None,
 ) -> TrainingFrame:
-    """Snapshots of the orders with at least one label; features see every order (workload needs them all)."""
+    """Snapshots of the orders with at least one label; features see every order (workload needs them all).
+
+    `exported` is the export time when `data` is a part of a larger export (training.distributed); default: this
+    data's own `export_time`.
+    """
     orders = data.orders
     if orders.empty:
         raise DataError("nothing left after filtering: the dataset has no orders", source=data.source)
     markers = waiting_markers(waiting)
-    exported = export_time(data)
+    exported = export_time(data) if exported is None else exported
     sla = sla_breached(orders, canceled=canceled, as_of=exported)
     eta = remaining_minutes(orders, at_creation(orders))
     if not sla.notna().any():

@@ -566,13 +566,13 @@ def _register(
     return mlflow.register_model(f"runs:/{outcome.run_id}/model", name, tags=tags)
 
 
-def _log_plain(experiment_id: str, trainer: _Trainer) -> None:
+def _log_plain(experiment_id: str, plain: dict[str, float], plain_validation: dict[str, float]) -> None:
     """The child run `baseline/xgboost-plain`: test metrics of the plain reference, never registered."""
     with mlflow.start_run(run_name="baseline/xgboost-plain", nested=True, experiment_id=experiment_id):
         mlflow.set_tags({"osml.task": "baseline", "osml.candidate": "xgboost-plain"})
         mlflow.log_params({f"{task}.{k}": v for task in TASKS for k, v in PLAIN[task].items()})
         mlflow.log_params({"num_boost_round": PLAIN_ROUNDS, "calibration": "none"})
-        mlflow.log_metrics(_prefixed("", trainer.plain | trainer.plain_validation))
+        mlflow.log_metrics(_prefixed("", plain | plain_validation))
 
 
 def _log_by_point(
@@ -702,7 +702,7 @@ def train(
             _log_lineage(frame, split, dataset_ref)
         sla = trainer.run_task("sla", names, (0.12, 0.45))
         eta = trainer.run_task("eta", names, (0.45, 0.78))
-        _log_plain(experiment_id, trainer)
+        _log_plain(experiment_id, trainer.plain, trainer.plain_validation)
         points, point_metrics = _log_by_point(frame, split, sla, eta)
 
         report(0.8, "clustering order patterns")

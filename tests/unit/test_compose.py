@@ -33,7 +33,11 @@ ENV_EXAMPLE = REPO_ROOT / ".env.example"
 OSML_DOCKERFILE = "infra/Dockerfile"
 DATA_DIRS = {"postgres": "/var/lib/postgresql/data", "minio": "/data", "rabbitmq": "/var/lib/rabbitmq"}
 # settings read beside a subcommand's own class: the datasetRef allow-lists, wherever datasets are named or read
-SHARED_SETTINGS = {"serve": ("osml.dataset_access:DatasetAccess",), "trainer": ("osml.dataset_access:DatasetAccess",)}
+# and, for the trainer, where a Dask training job runs (OSML_DASK_*)
+SHARED_SETTINGS = {
+    "serve": ("osml.dataset_access:DatasetAccess",),
+    "trainer": ("osml.dataset_access:DatasetAccess", "training.cluster:DaskSettings"),
+}
 # the settings class each osml subcommand reads
 SETTINGS_BY_COMMAND = {
     "serve": "serving.settings:ServingSettings",

@@ -38,6 +38,7 @@ from psycopg import sql
 from osml.dataset_access import mask_secrets
 from training.data.canonical import (
     HISTORY_COLUMNS,
+    HISTORY_COUNTER_COLUMNS,
     HISTORY_FILE,
     ORDER_COLUMNS,
     ORDERS_FILE,
@@ -55,10 +56,17 @@ Table = Literal["orders", "history"]
 ROWS_PER_PARTITION: Final = 250_000
 _STEMS: Final[dict[Table, str]] = {"orders": Path(ORDERS_FILE).stem, "history": Path(HISTORY_FILE).stem}
 _SUFFIXES: Final = (".csv", ".parquet")
-_CANONICAL: Final[dict[Table, Callable[..., pd.DataFrame]]] = {
-    "orders": canonical_orders,
-    "history": canonical_history,
-}
+
+
+def _history_part(raw: pd.DataFrame, *, source: str) -> pd.DataFrame:
+    """Every history partition has the optional counters (NaN when its file has none): partitions share columns."""
+    frame = canonical_history(raw, source=source)
+    return frame.reindex(columns=[*HISTORY_COLUMNS, *HISTORY_COUNTER_COLUMNS]).astype(
+        dict.fromkeys(HISTORY_COUNTER_COLUMNS, "float64")
+    )
+
+
+_CANONICAL: Final[dict[Table, Callable[..., pd.DataFrame]]] = {"orders": canonical_orders, "history": _history_part}
 _COLUMNS: Final[dict[Table, tuple[str, ...]]] = {"orders": ORDER_COLUMNS, "history": HISTORY_COLUMNS}
 
 # pandas' own `str` dtype is already Arrow-backed; Dask's conversion to `string[pyarrow]` would only turn missing

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from typing import get_args
+
 import pytest
 
-from osml.train_requests import CANDIDATES, check_candidates, check_dataset_ref
+from osml.train_requests import CANDIDATES, ENGINES, check_candidates, check_dataset_ref
+from serving.payloads import TrainConfig
 from training import candidates
 
 pytestmark = pytest.mark.unit
@@ -52,3 +55,10 @@ def test_bad_references_are_refused_without_their_password(ref: str, message: st
     with pytest.raises(ValueError, match=message) as caught:
         check_dataset_ref(ref)
     assert "secret" not in str(caught.value)
+
+
+def test_the_engines_a_request_may_name_are_those_training_runs() -> None:
+    from training.engines import Engine
+
+    accepted = get_args(get_args(TrainConfig.model_fields["engine"].annotation)[0])
+    assert set(accepted) == set(ENGINES) == set(get_args(Engine))

@@ -127,6 +127,7 @@ async def test_batch_answers_each_item_with_the_predict_shape(client: httpx.Asyn
         ({"datasetRef": "x.csv", "trainConfig": {"testSize": 1.5}}, "trainConfig.testSize"),
         ({"datasetRef": "x.csv", "trainConfig": {"randomState": "abc"}}, "trainConfig.randomState"),
         ({"datasetRef": "x.csv", "trainConfig": {"tuneSeconds": -1}}, "trainConfig.tuneSeconds"),
+        ({"datasetRef": "x.csv", "trainConfig": {"engine": "spark"}}, "trainConfig.engine"),
     ],
 )
 async def test_train_rejects_bad_bodies_naming_the_field(
