@@ -35,6 +35,7 @@ from mlflow import MlflowClient
 
 from osml import conventions, profile, registry, train_requests
 from osml.dataset_access import mask_secrets
+from osml.experiments import ensure_experiment
 from osml.runtime import Calibrator, EtaMinutesModel, FeatureEncoder, SlaRiskModel, XGBoostScorer
 from osml.schema import CURRENT_SCHEMA_VERSION, SCHEMAS
 from training import by_point
@@ -80,7 +81,6 @@ from training.pipeline import (
     _Trainer,
 )
 from training.split import time_split
-from training.tracking import ensure_experiment
 from training.tune import DEFAULT_TUNE_SECONDS, Assessment, FoldRows, _baseline, fold_value
 
 BLOCK = "_block"  # the row's time segment: 0..folds-1 fit-only history, folds = validation, folds + 1 = test
