@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import httpx
@@ -57,6 +58,15 @@ async def test_predict_rejects_bad_features_naming_the_field(
     response = await client.post("/predict", json=body(**features), headers=PREDICT)
     assert response.status_code == 400
     assert fields_of(response) == [field]
+
+
+async def test_predict_rejects_a_lone_surrogate(client: httpx.AsyncClient, loaded: ActivePair) -> None:
+    # an escaped lone surrogate has no UTF-8 form (PostgreSQL could not store it): the JSON parser refuses the body
+    raw = json.dumps(body()).replace('"category": "', '"category": "\\ud800', 1).encode()
+    response = await client.post("/predict", content=raw, headers={**PREDICT, "content-type": "application/json"})
+    assert response.status_code == 400
+    assert fields_of(response) == ["body"]
+    assert response.json()["errors"][0]["type"] == "json_invalid"
 
 
 async def test_predict_rejects_missing_envelope_fields(client: httpx.AsyncClient, loaded: ActivePair) -> None:
