@@ -7,6 +7,7 @@ with `osml.train_requests` only, and the facade never trains.
 from __future__ import annotations
 
 import logging
+import threading
 
 from osml.dataset_access import check_allowed
 from osml.job_store import Job, JobStore
@@ -21,9 +22,18 @@ class TrainingJobs:
     def __init__(self, *, store: JobStore, stale_seconds: float) -> None:
         self.store = store
         self._stale_seconds = stale_seconds
+        self._schema_ready = False
+        self._schema_lock = threading.Lock()
 
     def start(self) -> None:
-        self.store.create_schema()
+        """Create the job tables if they are not yet known to exist. Every job call goes through here, so a
+        database that was down at boot serves jobs from its first request back, not from the next retry."""
+        if self._schema_ready:
+            return
+        with self._schema_lock:  # two first requests must not both run CREATE TABLE
+            if not self._schema_ready:
+                self.store.create_schema()
+                self._schema_ready = True
 
     def submit(self, dataset_ref: str, config: TrainConfig) -> Job:
         """Record a `queued` job after the checks the facade can make without the data (docs/serving.md)."""
@@ -41,12 +51,14 @@ class TrainingJobs:
                 raise InvalidRequest(
                     str(exc), errors=[{"field": "trainConfig.candidates", "message": str(exc), "type": "candidates"}]
                 ) from exc
+        self.start()
         # what the trainer reads back (trainer/job.py): the request's trainConfig, unset options left out
         job = self.store.create(dataset_ref=dataset_ref.strip(), train_config=config.model_dump(exclude_none=True))
         log.info("training job queued", extra={"jobId": job.id, "datasetRef": dataset_ref})
         return job
 
     def get(self, job_id: str) -> Job:
+        self.start()
         job = self.store.get(job_id)
         if job is None:
             raise UnknownJob(f"no training job {job_id}")
