@@ -44,6 +44,13 @@ def processes_in(directory: Path) -> list[int]:
     return found
 
 
+def command_line(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+    except OSError:  # it exited meanwhile
+        return ""
+
+
 def up_command(ui_port: int) -> list[str]:
     return [
         str(VENV_BIN / "osml"),
@@ -89,6 +96,9 @@ def test_up_trains_serves_and_stops_cleanly(tmp_path: Path) -> None:
         assert re.search(r'"modelVersion":"\d{4}-\d{2}-\d{2}_\d{3}"', answer), answer
         assert '"slaRisk"' in answer and '"etaMinutes"' in answer
         wait_until(lambda: http_ok(f"http://127.0.0.1:{ui_port}/health"), timeout=120, what="the MLflow UI")
+        # the UI runs without MLflow's GenAI job runner (its huey consumers: seven processes, ~2.5 GB)
+        job_runners = [c for c in map(command_line, processes_in(tmp_path)) if "mlflow.server.jobs" in c]
+        assert not job_runners, job_runners
         assert (tmp_path / ".osml" / "mlflow.db").exists()
         assert (tmp_path / ".osml" / "api-keys.json").stat().st_mode & 0o077 == 0
 
