@@ -114,10 +114,17 @@ def test_rows_the_database_refuses_are_dead_lettered_while_the_others_are_stored
     assert worker.poll() is None
 
 
-def test_a_refused_api_key_stops_the_worker_at_once_with_a_clear_log_and_exit_status(pipeline: Pipeline) -> None:
+@pytest.mark.parametrize(
+    ("key", "status"),
+    [("not-the-predict-key", "403"), ("", "401")],  # a wrong key, and none at all (the header is left out)
+    ids=["wrong-key", "no-key"],
+)
+def test_a_refused_api_key_stops_the_worker_at_once_with_a_clear_log_and_exit_status(
+    pipeline: Pipeline, key: str, status: str
+) -> None:
     events = requested_events(20, seed=13)
     pipeline.broker.publish([body for _, body, _ in events])
-    worker = pipeline.start("worker", OSML_PREDICT_API_KEY="not-the-predict-key")
+    worker = pipeline.start("worker", OSML_PREDICT_API_KEY=key)
 
     # before: 401/403 counted as transient, and the worker retried forever with warnings only
     wait_until(lambda: worker.poll() is not None, timeout=30, what="the worker giving up on its API key")
@@ -126,7 +133,7 @@ def test_a_refused_api_key_stops_the_worker_at_once_with_a_clear_log_and_exit_st
         orjson.loads(line) for line in (pipeline.workdir / "worker-0.log").read_text().splitlines() if line[:1] == "{"
     ]
     [critical] = [line for line in lines if line["level"] == "CRITICAL"]
-    assert "OSML_PREDICT_API_KEY" in critical["msg"] and "403" in critical["error"]
+    assert "OSML_PREDICT_API_KEY" in critical["msg"] and status in critical["error"]
     # nothing was taken: the events wait for a worker with the right key (rabbitmqctl reports a quorum queue's
     # count a few seconds late, hence the poll)
     wait_until(
