@@ -158,6 +158,19 @@ async def test_an_equal_candidate_passes(client: httpx.AsyncClient, pairs: Pairs
     assert run["params"]["source"] == "evaluation" and run["params"]["production"] == pairs.good
 
 
+async def test_a_better_candidate_passes(client: httpx.AsyncClient, pairs: Pairs) -> None:
+    forced = await activate(client, pairs.worse, force=True)
+    assert forced.status_code == 200, forced.text
+
+    response = await activate(client, pairs.good)
+
+    assert response.status_code == 200 and response.json() == {"activeModelVersion": pairs.good}
+    assert pairs.production() == pairs.good and await served(client) == pairs.good
+    run = pairs.gate_runs(pairs.good)[0]  # newest first
+    assert run["tags"]["osml.gate.decision"] == "passed" and run["params"]["production"] == pairs.worse
+    assert run["metrics"]["candidate_auc"] > run["metrics"]["production_auc"]
+
+
 async def test_the_activation_body_without_force_is_unchanged(client: httpx.AsyncClient, pairs: Pairs) -> None:
     bad = await client.post("/models/activate", json={"modelVersion": pairs.equal, "force": "sometimes"}, headers=ADMIN)
     assert bad.status_code == 400 and bad.json()["errors"][0]["field"] == "force"
