@@ -379,6 +379,8 @@ class _RuntimeModel:
         # one thread, as the scorer: a DMatrix built on all cores waits on its busiest one (~10 ms on a shared machine)
         data = xgb.DMatrix(matrix, feature_types=self._feature_types, enable_categorical=True, nthread=1)
         shap = np.asarray(self.scorer.booster.predict(data, pred_contribs=True), dtype=np.float64)
+        # XGBoost answers no rows with a flat empty array: give it its (0, columns + base) shape
+        shap = shap.reshape(len(matrix), len(self.encoder.columns) + 1)
         values, base = shap[:, :-1], shap[:, -1]
         return Contributions(self.encoder.columns, values, base, base + values.sum(axis=1))
 

@@ -25,7 +25,8 @@ class Predictions(BaseModel):
     etaMinutes: Annotated[int, Field(ge=0, description="expected minutes from creation to resolution")]
 
 
-ExplainTop = Annotated[int, Field(ge=1, le=50)]
+MAX_EXPLAIN = 50
+ExplainTop = Annotated[int, Field(ge=1, le=MAX_EXPLAIN)]
 EXPLAIN_DESCRIPTION = (
     "k: also return, per model, the k feature contributions of largest magnitude (XGBoost's exact TreeSHAP), with "
     "the base value and the sum of the others, so that base + contributions + rest = the model's margin. "

@@ -77,10 +77,11 @@ class Facade:
     def active_version(self) -> str:
         return str(httpx.get(f"{self.url}/health/ready", timeout=5).json()["modelVersion"])
 
-    def predict_batch(self, items: list[tuple[str, dict[str, Any]]]) -> list[dict[str, Any]]:
-        """The facade's answers through /predict/batch, the endpoint the worker uses."""
+    def predict_batch(self, items: list[tuple[str, dict[str, Any]]], *, explain: int = 0) -> list[dict[str, Any]]:
+        """The facade's answers through /predict/batch, the endpoint the worker uses (`?explain=k` if k > 0)."""
         response = httpx.post(
             f"{self.url}/predict/batch",
+            params={"explain": explain} if explain else None,
             json={"items": [{"requestId": "check", "orderId": o, "features": f} for o, f in items]},
             headers={"X-API-Key": self.env["OSML_PREDICT_API_KEY"]},  # the key it runs with (it may be rotated)
             timeout=30,

@@ -170,12 +170,14 @@ async def run_worker(settings: WorkerSettings, stop: asyncio.Event) -> int:
             poll_seconds=settings.worker_model_poll_s,
             database_url=settings.database_url,
             shadow_queue_rows=settings.worker_shadow_queue_rows,
+            explain=settings.worker_explain,
         )
     else:
         facade = FacadeClient(
             base_url=settings.facade_url,
             api_key=settings.predict_api_key.get_secret_value() if settings.predict_api_key else None,
             timeout_s=settings.facade_timeout_s,
+            explain=settings.worker_explain,
             breaker=CircuitBreaker(
                 failure_threshold=settings.breaker_failure_threshold,
                 reset_s=settings.breaker_reset_s,

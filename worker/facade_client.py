@@ -35,6 +35,8 @@ class Prediction:
     model_version: str
     sla_risk: float
     eta_minutes: float
+    # the answer's `explanations` ({slaRisk, etaMinutes}: docs/serving.md), when they were asked for
+    explanations: dict[str, Any] | None = None
 
 
 class FacadeRejected(Exception):
@@ -65,8 +67,10 @@ class FacadeClient:
         api_key: str | None,
         timeout_s: float,
         breaker: CircuitBreaker,
+        explain: int = 0,
         transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
+        """`explain` = k > 0: every call asks for k explanations (`?explain=k`) and expects them."""
         headers = {"content-type": "application/json"}
         if api_key:
             headers["X-API-Key"] = api_key
@@ -74,13 +78,15 @@ class FacadeClient:
             base_url=base_url.rstrip("/"), headers=headers, timeout=timeout_s, transport=transport
         )
         self._breaker = breaker
+        self._explained = explain > 0
+        self._params = {"explain": str(explain)} if self._explained else None
 
     async def aclose(self) -> None:
         await self._http.aclose()
 
     async def predict(self, item: PredictItem) -> Prediction:
         payload = await self._post("/predict", item.body())
-        return _prediction(payload)
+        return parse_prediction(payload, explained=self._explained)
 
     async def predict_batch(self, items: Sequence[PredictItem]) -> list[Prediction]:
         """Predictions in the order of `items`; FacadeRejected when any item is invalid, FacadeMalformed when any
@@ -89,12 +95,12 @@ class FacadeClient:
         answers = payload.get("items") if isinstance(payload, dict) else None
         if not isinstance(answers, list) or len(answers) != len(items):
             raise FacadeMalformed(f"/predict/batch answered an unexpected body for {len(items)} items")
-        return [_prediction(answer) for answer in answers]
+        return [parse_prediction(answer, explained=self._explained) for answer in answers]
 
     async def _post(self, path: str, body: dict[str, Any]) -> Any:
         self._breaker.before_call()
         try:
-            response = await self._http.post(path, content=orjson.dumps(body))
+            response = await self._http.post(path, content=orjson.dumps(body), params=self._params)
         except httpx.HTTPError as exc:  # refused, reset, timeout
             self._breaker.record_failure()
             raise TransientError(f"POST {path}: {type(exc).__name__}: {exc}") from exc
@@ -115,19 +121,28 @@ class FacadeClient:
         raise TransientError(f"POST {path}: HTTP {response.status_code}: {_error_detail(response)}")
 
 
-def _prediction(answer: Any) -> Prediction:
+def parse_prediction(answer: Any, *, explained: bool) -> Prediction:
+    """A /predict answer (one item of /predict/batch's) as a Prediction; FacadeMalformed if it is not one."""
     try:
         predictions = answer["predictions"]
         prediction = Prediction(
             model_version=str(answer["modelVersion"]),
             sla_risk=float(predictions["slaRisk"]),
             eta_minutes=float(predictions["etaMinutes"]),
+            explanations=_explanations(answer) if explained else None,
         )
         if not (math.isfinite(prediction.sla_risk) and math.isfinite(prediction.eta_minutes)):
             raise ValueError("not a finite number")
         return prediction
     except (KeyError, TypeError, ValueError) as exc:
         raise FacadeMalformed(f"facade answered an unexpected prediction body: {answer!r:.200}") from exc
+
+
+def _explanations(answer: Any) -> dict[str, Any]:
+    explanations = answer["explanations"]
+    if not isinstance(explanations, dict) or set(explanations) != {"slaRisk", "etaMinutes"}:
+        raise ValueError("explanations are not {slaRisk, etaMinutes}")
+    return explanations
 
 
 def _error_detail(response: httpx.Response) -> str:

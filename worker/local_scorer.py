@@ -23,12 +23,13 @@ from pydantic import ValidationError
 from osml import registry
 from osml.conventions import CHALLENGER_ALIAS
 from osml.job_store import make_engine
+from serving import errors
 from serving.dataplane import predict_with
 from serving.metrics import ShadowMetrics
 from serving.model_store import ModelStore, RegistryLoader
 from serving.payloads import PredictRequest
 from serving.shadow import ShadowScorer, sink_for
-from worker.facade_client import FacadeRejected, Prediction, PredictItem
+from worker.facade_client import FacadeRejected, Prediction, PredictItem, parse_prediction
 from worker.resilience import TransientError
 
 
@@ -42,7 +43,11 @@ class InProcessScorer:
     """Follows the registry aliases `production` and `challenger` (polled every `poll_seconds`) and predicts in
     this process; the challenger's rows go to `database_url`'s orders_prediction_shadow."""
 
-    def __init__(self, *, tracking_uri: str, poll_seconds: float, database_url: str, shadow_queue_rows: int) -> None:
+    def __init__(
+        self, *, tracking_uri: str, poll_seconds: float, database_url: str, shadow_queue_rows: int, explain: int = 0
+    ) -> None:
+        """`explain` = k > 0: every prediction carries k explanations per model."""
+        self._explain = explain or None
         client = MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
         self._cache = tempfile.TemporaryDirectory(prefix="osml-worker-models-")
         loader = RegistryLoader(tracking_uri=tracking_uri, cache_dir=Path(self._cache.name))
@@ -94,14 +99,11 @@ class InProcessScorer:
         pair = (await self._following()).current
         if pair is None:
             raise TransientError("no model pair is loaded yet (none under the alias production, or it failed to load)")
-        version, answers = await asyncio.to_thread(predict_with, pair, requests)
+        try:
+            version, answers = await asyncio.to_thread(predict_with, pair, requests, explain=self._explain)
+        except errors.ExplanationsUnavailable as exc:
+            # as the facade's 409: waits for a production pair that can explain
+            raise TransientError(str(exc)) from exc
         if self.shadow.store.current is not None:
             self.shadow.offer(version, requests, answers)
-        return [
-            Prediction(
-                model_version=answer["modelVersion"],
-                sla_risk=float(answer["predictions"]["slaRisk"]),
-                eta_minutes=float(answer["predictions"]["etaMinutes"]),
-            )
-            for answer in answers
-        ]
+        return [parse_prediction(answer, explained=self._explain is not None) for answer in answers]

@@ -196,6 +196,7 @@ def _record(event: PredictionRequested, prediction: Prediction, at: datetime) ->
         eta_minutes=eta_minutes,
         predicted_at=at,
         features=event.data.features,
+        explanations=prediction.explanations,
         ready=ready_for(
             event, model_version=prediction.model_version, sla_risk=float(sla_risk), eta_minutes=eta_minutes, at=at
         ),

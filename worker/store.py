@@ -32,11 +32,12 @@ _SAVE = """
 WITH data AS (
     SELECT * FROM jsonb_to_recordset(%(batch)s::jsonb) AS t(
         id uuid, event_id uuid, order_id uuid, model_version text, sla_risk numeric, eta_minutes int,
-        predicted_at timestamptz, features jsonb, ready_event_id uuid, payload text)
+        predicted_at timestamptz, features jsonb, explanations jsonb, ready_event_id uuid, payload text)
 ), inserted AS (
     INSERT INTO orders_prediction
-        (id, event_id, order_id, model_version, sla_risk, eta_minutes, predicted_at, features_snapshot)
-    SELECT id, event_id, order_id, model_version, sla_risk, eta_minutes, predicted_at, features FROM data
+        (id, event_id, order_id, model_version, sla_risk, eta_minutes, predicted_at, features_snapshot, explanations)
+    SELECT id, event_id, order_id, model_version, sla_risk, eta_minutes, predicted_at, features, explanations
+    FROM data
     ON CONFLICT (event_id) DO NOTHING
     RETURNING event_id
 )
@@ -67,6 +68,7 @@ class PredictionRecord:
     eta_minutes: int
     predicted_at: datetime
     features: dict[str, Any]
+    explanations: dict[str, Any] | None  # None (SQL NULL) unless the worker asks for them (OSML_WORKER_EXPLAIN)
     ready: PredictionReady
 
 
@@ -106,6 +108,7 @@ class PredictionStore:
                 "eta_minutes": r.eta_minutes,
                 "predicted_at": r.predicted_at.isoformat(),
                 "features": r.features,
+                "explanations": r.explanations,
                 "ready_event_id": r.ready.eventId,
                 "payload": r.ready.to_json().decode(),
             }

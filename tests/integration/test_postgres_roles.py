@@ -81,8 +81,16 @@ OUTBOX_ROW = (
 )
 
 
+PREDICTION_ROW = (
+    "INSERT INTO orders_prediction (id, order_id, model_version, sla_risk, eta_minutes, predicted_at, event_id,"
+    " features_snapshot, explanations) VALUES (gen_random_uuid(), gen_random_uuid(), '1', 0.5, 10, now(),"
+    """ gen_random_uuid(), '{}', '{"slaRisk": {}, "etaMinutes": {}}')"""
+)
+
+
 def test_the_worker_inserts_predictions_and_events_and_nothing_more(deployed: dict[str, str]) -> None:
     with as_role(deployed, "worker") as worker:
+        worker.execute(PREDICTION_ROW)  # every column the worker writes, explanations included
         worker.execute(OUTBOX_ROW)
         worker.execute("SELECT count(*) FROM orders_prediction")
     assert refused(deployed, "worker", "DELETE FROM outbox")

@@ -43,6 +43,8 @@ def test_thousand_events_make_thousand_rows_and_thousand_ready_events(pipeline: 
     assert pipeline.scalar("SELECT count(DISTINCT order_id) FROM orders_prediction") == 1000
     snapshot = pipeline.scalar(f"SELECT features_snapshot FROM orders_prediction WHERE order_id = '{events[0][0]}'")
     assert snapshot == events[0][2]
+    # OSML_WORKER_EXPLAIN is off by default: nothing asked, nothing stored
+    assert pipeline.scalar("SELECT count(*) FROM orders_prediction WHERE explanations IS NOT NULL") == 0
     assert pipeline.broker.ready_count(DEAD_LETTER_QUEUE) == 0
 
 

@@ -64,3 +64,8 @@ def test_explanations_do_not_change_the_predictions(sla_model: SlaRiskModel, fea
     before = sla_model.predict(feature_rows)
     sla_model.explain(feature_rows, 2)
     np.testing.assert_array_equal(sla_model.predict(feature_rows), before)
+
+
+def test_no_rows_have_no_explanations(sla_model: SlaRiskModel, eta_model: EtaMinutesModel) -> None:
+    assert sla_model.explain([], 3) == []
+    assert eta_model.explain([], 3) == []
