@@ -760,6 +760,19 @@ def train(
             report(0.95, f"activating {model_version}")
             registry.activate(client, model_version)
     report(1.0, f"done: {model_version}")
+    return train_result(model_version, sla, eta, run_id=parent.info.run_id, report=parent_metrics, by_point=points)
+
+
+def train_result(
+    model_version: str,
+    sla: _Outcome,
+    eta: _Outcome,
+    *,
+    run_id: str,
+    report: dict[str, float],
+    by_point: pd.DataFrame | None = None,
+) -> TrainResult:
+    """What a training run answers (both engines): the facade's job metrics from the two winners' test figures."""
     return TrainResult(
         model_version=model_version,
         metrics={
@@ -767,8 +780,8 @@ def train(
             "f1": round(sla.metrics["f1"], 4),
             "maeMinutes": round(eta.metrics["mae_minutes"], 1),
         },
-        run_id=parent.info.run_id,
-        report=parent_metrics,
+        run_id=run_id,
+        report=report,
         chosen={"sla": sla.candidate, "eta": eta.candidate},
-        by_point=points,
+        by_point=pd.DataFrame() if by_point is None else by_point,
     )

@@ -79,6 +79,7 @@ from training.pipeline import (
     _records,
     _register,
     _Trainer,
+    train_result,
 )
 from training.split import time_split
 from training.tune import DEFAULT_TUNE_SECONDS, Assessment, FoldRows, _baseline, fold_value
@@ -598,14 +599,4 @@ def _train(
             report(0.95, f"activating {model_version}")
             registry.activate(registry_client, model_version)
     report(1.0, f"done: {model_version}")
-    return TrainResult(
-        model_version=model_version,
-        metrics={
-            "auc": round(sla.metrics["auc"], 4),
-            "f1": round(sla.metrics["f1"], 4),
-            "maeMinutes": round(eta.metrics["mae_minutes"], 1),
-        },
-        run_id=parent.info.run_id,
-        report=parent_metrics,
-        chosen={"sla": sla.candidate, "eta": eta.candidate},
-    )
+    return train_result(model_version, sla, eta, run_id=parent.info.run_id, report=parent_metrics)
