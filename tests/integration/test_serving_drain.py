@@ -45,7 +45,9 @@ WARMUP_ANSWERS = 200  # the load is under way before the signal
 PROBE_INTERVAL_S = 0.05
 # how late the facade may notice the signal on a busy machine (a probe reading still ready before then is fine)
 LOOP_LAG_S = 1.0
-BATCH_ITEMS = 10_000  # about a second of work, so the late batch is still in flight when the listener closes
+# about 0.75 s of work on an idle 2-core machine (about 3 s on a loaded one, within GRACEFUL_S), so the late batch is
+# still in flight when the listener closes; 10,000 items could finish before the close on an idle machine
+BATCH_ITEMS = 25_000
 LATE_BATCH_LEAD_S = 0.3
 BATCH = orjson.dumps(
     {"items": [{"requestId": f"b{i}", "orderId": f"o{i}", "features": SEED_FEATURES} for i in range(BATCH_ITEMS)]}
@@ -72,14 +74,18 @@ def draining_facade(tmp_path: Path, synthetic_csv: Path) -> Iterator[FacadeProce
         tmp_path,
         tracking_uri=tracking_uri,
         database_url=f"sqlite:///{tmp_path / 'jobs.db'}",
-        env={"OSML_DRAIN_SECONDS": str(DRAIN_S), "OSML_GRACEFUL_SHUTDOWN_SECONDS": str(GRACEFUL_S)},
+        env={
+            "OSML_DRAIN_SECONDS": str(DRAIN_S),
+            "OSML_GRACEFUL_SHUTDOWN_SECONDS": str(GRACEFUL_S),
+            "OSML_MAX_BATCH_ITEMS": str(BATCH_ITEMS),
+        },
     ) as facade:
         yield facade
 
 
 class Load:
     """SENDERS clients posting /predict back to back, each stopping at its first request that gets no answer, and
-    one 10,000-item batch sent LATE_BATCH_LEAD_S before the drain ends; every request's outcome, as they end."""
+    one BATCH_ITEMS-item batch sent LATE_BATCH_LEAD_S before the drain ends; every request's outcome, as they end."""
 
     def __init__(self, facade: FacadeProcess) -> None:
         self.outcomes: list[Outcome] = []
