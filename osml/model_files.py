@@ -34,7 +34,7 @@ PROFILE_FILE = "profile.json"
 FILES = (META_FILE, BOOSTER_FILE, SAMPLE_FILE)
 
 # The package modules a registered model needs to load and predict without osml installed (`code_paths`).
-RUNTIME_MODULES = ("__init__.py", "schema.py", "runtime.py", "profile.py", "model_files.py")
+RUNTIME_MODULES = ("__init__.py", "schema.py", "runtime.py", "treeshap.py", "profile.py", "model_files.py")
 
 # Pickle protocols 2-5 open with the PROTO opcode: such a file is refused by name, before any parser reads it.
 _PICKLE_PROTO = b"\x80"

@@ -11,13 +11,14 @@ import json
 import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 import pandas as pd
-import xgboost as xgb
 
 from osml.schema import SCHEMAS
+from osml.treeshap import TreeShap
 
 if TYPE_CHECKING:
     from osml.profile import Profile
@@ -141,8 +142,7 @@ class CompiledTrees:
     MAX_DEPTH = 48
 
     def __init__(self, booster: Any, base_margin: float) -> None:
-        model = json.loads(booster.save_raw("json").decode())
-        trees = model["learner"]["gradient_booster"]["model"]["trees"]
+        trees = booster_trees(booster)
         n_nodes = sum(len(tree["left_children"]) for tree in trees)
         depth = max((_tree_depth(tree["left_children"], tree["right_children"]) for tree in trees), default=1)
         if n_nodes > self.MAX_NODES or depth > self.MAX_DEPTH:
@@ -164,6 +164,13 @@ class CompiledTrees:
         values = np.array((self.base_margin, *self._leaves(*row.tolist())), dtype=np.float32)
         # cumsum accumulates sequentially (sum() would pair terms up and round differently from XGBoost)
         return float(np.cumsum(values, dtype=np.float32)[-1])
+
+
+def booster_trees(booster: Any) -> list[dict[str, Any]]:
+    """The trees of the booster's JSON model (`save_raw("json")`), XGBoost's documented, schema-described format."""
+    model = json.loads(booster.save_raw("json").decode())
+    trees: list[dict[str, Any]] = model["learner"]["gradient_booster"]["model"]["trees"]
+    return trees
 
 
 def _tree_expression(tree: dict[str, Any], categorical: set[int]) -> str:
@@ -233,13 +240,18 @@ class XGBoostScorer:
         if self.objective not in _LINKS:
             raise ValueError(f"unsupported XGBoost objective {self.objective!r}")
         self.link = _LINKS[self.objective]
+        base_score = np.float32(str(learner["learner_model_param"]["base_score"]).strip("[]"))
+        # XGBoost turns the base score into a margin in float32 arithmetic; so must we, to agree exactly
+        one = np.float32(1.0)
+        self.base_margin = float(-np.log(one / base_score - one) if self.link is not None else base_score)
         self.compiled: CompiledTrees | None = None
         if self.sample is not None:
-            base_score = np.float32(str(learner["learner_model_param"]["base_score"]).strip("[]"))
-            # XGBoost turns the base score into a margin in float32 arithmetic; so must we, to agree exactly
-            one = np.float32(1.0)
-            base_margin = float(-np.log(one / base_score - one) if self.link is not None else base_score)
-            self.compiled = self._compile(self.sample, base_margin)
+            self.compiled = self._compile(self.sample, self.base_margin)
+
+    @cached_property
+    def shap(self) -> TreeShap:
+        """TreeSHAP of the margin, built on first use: most loads never explain."""
+        return TreeShap(booster_trees(self.booster), self.booster.num_features(), self.base_margin)
 
     def _compile(self, sample: np.ndarray, base_margin: float) -> CompiledTrees | None:
         try:
@@ -317,7 +329,6 @@ class _RuntimeModel:
         self.scorer = scorer
         # the training rows' profile (`osml.profile`), saved beside the model when training made one
         self.profile: Profile | None = None
-        self._feature_types = ["c"] * encoder.n_categorical + ["q"] * len(encoder.numeric)
 
     @property
     def schema_version(self) -> str:
@@ -373,16 +384,11 @@ class _RuntimeModel:
         ]
 
     def contributions(self, rows: Rows) -> Contributions:
-        """XGBoost's own exact TreeSHAP (`pred_contribs=True`) of each row's margin (log-odds for the SLA
-        booster, log1p-minutes for the ETA booster). XGBoost writes the base value as the last column."""
-        matrix = self.encoder.encode(rows)
-        # one thread, as the scorer: a DMatrix built on all cores waits on its busiest one (~10 ms on a shared machine)
-        data = xgb.DMatrix(matrix, feature_types=self._feature_types, enable_categorical=True, nthread=1)
-        shap = np.asarray(self.scorer.booster.predict(data, pred_contribs=True), dtype=np.float64)
-        # XGBoost answers no rows with a flat empty array: give it its (0, columns + base) shape
-        shap = shap.reshape(len(matrix), len(self.encoder.columns) + 1)
-        values, base = shap[:, :-1], shap[:, -1]
-        return Contributions(self.encoder.columns, values, base, base + values.sum(axis=1))
+        """Exact TreeSHAP (`osml.treeshap`, XGBoost's `pred_contribs` numbers) of each row's margin: log-odds for
+        the SLA booster, log1p-minutes for the ETA booster."""
+        values, base = self.scorer.shap(self.encoder.encode(rows))
+        bases = np.full(len(values), base)
+        return Contributions(self.encoder.columns, values, bases, bases + values.sum(axis=1))
 
 
 class SlaRiskModel(_RuntimeModel):

@@ -34,7 +34,7 @@ from mlflow.entities.model_registry import ModelVersion
 from mlflow.exceptions import MlflowException
 
 from osml import evaluation_slice, model_files
-from osml.predictor import OrderPredictor
+from osml.predictor import Explainer, OrderPredictor
 from osml.registry import ModelPair
 from osml.schema import SEED_EXAMPLE_FEATURES, SUPPORTED_SCHEMA_VERSIONS
 from serving.errors import ModelLoadFailed, UnsupportedSchema
@@ -69,10 +69,14 @@ def check_schema(pair: ModelPair) -> None:
 
 
 def smoke_test(model: OrderPredictor, model_version: str) -> None:
-    """A pair that cannot answer the seed's example, alone and in a batch, is never swapped in."""
+    """A pair that cannot answer the seed's example, alone and in a batch (and explain it, when its models can
+    explain), is never swapped in. The explanation also builds the model's TreeSHAP tables here, off the event
+    loop, instead of in the first `?explain` request."""
     try:
         one = model.predict([SEED_EXAMPLE_FEATURES])
         two = model.predict([SEED_EXAMPLE_FEATURES, SEED_EXAMPLE_FEATURES])
+        if isinstance(model, Explainer):
+            model.explain([SEED_EXAMPLE_FEATURES], 1)
     except Exception as exc:
         raise ModelLoadFailed(f"model version {model_version} fails a smoke prediction: {exc!r}") from exc
     if len(one) != 1 or len(two) != 2 or not all(math.isfinite(float(v)) for v in (*one, *two)):

@@ -7,7 +7,6 @@ import math
 import numpy as np
 import pandas as pd
 import pytest
-import xgboost as xgb
 
 from osml.predictor import OrderPredictor
 from osml.runtime import (
@@ -20,6 +19,7 @@ from osml.runtime import (
     XGBoostScorer,
 )
 from osml.schema import Features, Priority
+from tests.boosters import categorical_booster, odd_rows
 from tests.support import SEED_FEATURES
 from training.calibration import fit_calibrator
 
@@ -123,27 +123,6 @@ def test_empty_batches_give_empty_arrays(sla_model: SlaRiskModel) -> None:
     assert sla_model.predict(pd.DataFrame()).shape == (0,)
 
 
-def _categorical_booster(objective: str) -> tuple[xgb.Booster, np.ndarray]:
-    rng = np.random.default_rng(0)
-    n = 4000
-    x = np.column_stack([rng.integers(0, 40, n), rng.integers(0, 150, n), rng.normal(size=(n, 3))]).astype(np.float32)
-    x[::5, 0], x[::7, 2], x[::11, 1] = np.nan, np.nan, np.nan
-    y = ((x[:, 0] % 3 == 0) | (x[:, 2] > 0.5) | (x[:, 1] % 7 == 1)).astype(float)
-    dtrain = xgb.DMatrix(x, label=y, feature_types=["c", "c", "q", "q", "q"], enable_categorical=True)
-    params = {"objective": objective, "max_depth": 4, "max_cat_to_onehot": 1, "max_cat_threshold": 16}
-    return xgb.train(params, dtrain, num_boost_round=200), x
-
-
-def _odd_rows(x: np.ndarray) -> np.ndarray:
-    probe = x[300:900].copy()
-    probe[::13, 1] = 999  # a code no split has seen
-    probe[::17, 0] = -3  # a negative code: in no set
-    probe[::19, 1] = 2.7  # not an integer: XGBoost truncates
-    probe[::29, 0] = 1e20
-    probe[::23, 3] = np.inf
-    return probe
-
-
 def _single_rows(scorer: XGBoostScorer, rows: np.ndarray) -> np.ndarray:
     return np.array([scorer(rows[i : i + 1])[0] for i in range(len(rows))])
 
@@ -152,29 +131,29 @@ def _single_rows(scorer: XGBoostScorer, rows: np.ndarray) -> np.ndarray:
     "objective", ["binary:logistic", "reg:absoluteerror", "reg:squarederror", "reg:pseudohubererror"]
 )
 def test_compiled_trees_match_xgboost_on_unknown_codes_and_missing_values(objective: str) -> None:
-    booster, x = _categorical_booster(objective)
+    booster, x = categorical_booster(objective)
     scorer = XGBoostScorer(booster, sample=x[:300])
     assert scorer.compiled is not None
-    probe = _odd_rows(x)
+    probe = odd_rows(x)
     single = _single_rows(scorer, probe)
     np.testing.assert_array_equal(single, scorer(probe))
     np.testing.assert_allclose(single, booster.inplace_predict(probe), rtol=1e-6, atol=1e-7)
 
 
 def test_ensembles_too_large_to_compile_take_the_booster(monkeypatch: pytest.MonkeyPatch) -> None:
-    booster, x = _categorical_booster("reg:absoluteerror")
+    booster, x = categorical_booster("reg:absoluteerror")
     monkeypatch.setattr(CompiledTrees, "MAX_NODES", 100)
     scorer = XGBoostScorer(booster, sample=x[:300])
     assert scorer.compiled is None
-    probe = _odd_rows(x)
+    probe = odd_rows(x)
     np.testing.assert_array_equal(_single_rows(scorer, probe), scorer(probe))
 
 
 def test_a_scorer_without_a_sample_predicts_through_the_booster() -> None:
-    booster, x = _categorical_booster("binary:logistic")
+    booster, x = categorical_booster("binary:logistic")
     scorer = XGBoostScorer(booster)
     assert scorer.compiled is None
-    probe = _odd_rows(x)
+    probe = odd_rows(x)
     np.testing.assert_array_equal(_single_rows(scorer, probe), scorer(probe))
     np.testing.assert_allclose(scorer(probe), booster.inplace_predict(probe), rtol=1e-6, atol=1e-7)
 
