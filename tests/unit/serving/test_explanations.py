@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 from fastapi import FastAPI
 
-from osml.runtime import EtaMinutesModel, FeatureEncoder, SlaRiskModel
-from serving.model_store import ActivePair
+from osml.runtime import EtaMinutesModel, FeatureEncoder, SlaRiskModel, XGBoostScorer
+from serving.model_store import ActivePair, smoke_test
 from tests.support import SEED_FEATURES
 from tests.unit.serving.conftest import PREDICT_KEY
 from tests.unit.training.conftest import _scorer
@@ -106,3 +106,12 @@ async def test_openapi_documents_the_explain_parameter(client: httpx.AsyncClient
         (parameter,) = spec["paths"][path]["post"]["parameters"]
         assert parameter["name"] == "explain" and parameter["in"] == "query"
         assert parameter["schema"]["minimum"] == 1
+
+
+def test_loading_a_pair_builds_its_explanation_tables(runtime_pair: ActivePair) -> None:
+    sla = runtime_pair.sla
+    assert isinstance(sla, SlaRiskModel)
+    fresh = SlaRiskModel(sla.encoder, XGBoostScorer(sla.scorer.booster), sla.calibrator)
+    assert "shap" not in vars(fresh.scorer)
+    smoke_test(fresh, runtime_pair.model_version)  # what the loader runs before a pair is swapped in
+    assert "shap" in vars(fresh.scorer)  # the cached TreeShap: the first ?explain does not build it

@@ -233,6 +233,23 @@ def test_a_model_that_cannot_predict_is_refused_at_load() -> None:
         smoke_test(NaNPredictor(), "2026-05-01_003")  # type: ignore[arg-type]
 
 
+class UnexplainablePredictor:
+    """Predicts, but its explanations fail."""
+
+    schema_version = "2"
+
+    def predict(self, rows: list[object]) -> np.ndarray:
+        return np.full(len(rows), 0.5)
+
+    def explain(self, rows: list[object], k: int) -> list[dict[str, object]]:
+        raise ValueError("no trees to explain")
+
+
+def test_a_model_whose_explanations_fail_is_refused_at_load() -> None:
+    with pytest.raises(ModelLoadFailed, match="no trees to explain"):
+        smoke_test(UnexplainablePredictor(), "2026-05-01_004")  # type: ignore[arg-type]
+
+
 async def test_refresh_soon_reads_the_alias_without_waiting_for_the_poll(registry: Registry, loader: Loader) -> None:
     store = ModelStore(read_production=registry.read, load=loader, poll_seconds=3600)
     poller = asyncio.create_task(store.poll_forever())
