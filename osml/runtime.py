@@ -28,7 +28,8 @@ if TYPE_CHECKING:
 UNKNOWN_CODE = 0
 
 # Rows to predict: dicts shaped like a /predict `features` object (absent or None = missing), or a DataFrame
-# with those columns (absent column or NaN = missing).
+# with those columns (absent column or NaN = missing); missing as-of fields take their at-creation values
+# (`FeatureEncoder._as_of_defaults`).
 Rows = Sequence[Mapping[str, Any]] | pd.DataFrame
 
 
@@ -102,7 +103,35 @@ class FeatureEncoder:
             + [math.nan if (v := row.get(c)) is None or v != v else float(v) for c in self.numeric]
             for row in rows
         ]
-        return np.array(matrix, dtype=np.float32).reshape(len(matrix), len(categorical) + len(self.numeric))
+        encoded = np.array(matrix, dtype=np.float32).reshape(len(matrix), len(categorical) + len(self.numeric))
+        return self._as_of_defaults(encoded)
+
+    def _as_of_defaults(self, matrix: np.ndarray) -> np.ndarray:
+        """Fill the as-of fields a payload left out as docs/features.md defines them when nothing is known of the
+        order's life since its creation: no `timeSinceCreatedMinutes` means at creation (0), no `minutesInStatus`
+        means no status change (`timeSinceCreatedMinutes`), no `statusChanges` / `pauses` means none. Training
+        rows always carry them, so a missing value there would only send the trees down branches no training row
+        took (the seed's example, with none of them, was answered as an order overdue for days)."""
+        elapsed, in_status, counts = self._as_of_columns
+        t = matrix[:, elapsed]
+        t[np.isnan(t)] = 0.0
+        if in_status is not None:
+            minutes = matrix[:, in_status]
+            unknown = np.isnan(minutes)
+            minutes[unknown] = t[unknown]
+        if counts:
+            values = matrix[:, counts]
+            values[np.isnan(values)] = 0.0
+            matrix[:, counts] = values
+        return matrix
+
+    @cached_property
+    def _as_of_columns(self) -> tuple[int, int | None, list[int]]:
+        """Where `timeSinceCreatedMinutes`, `minutesInStatus` and the counts that start at 0 are (those the
+        schema has)."""
+        columns = {c: i for i, c in enumerate(self.columns)}
+        counts = [columns[c] for c in ("statusChanges", "pauses") if c in columns]
+        return columns["timeSinceCreatedMinutes"], columns.get("minutesInStatus"), counts
 
     def _encode_frame(self, frame: pd.DataFrame) -> np.ndarray:
         """Column by column: a present categorical value is looked up by `str(value)` once per distinct text, a
@@ -118,7 +147,7 @@ class FeatureEncoder:
             if column in frame.columns:
                 present = frame[column].notna().to_numpy()
                 matrix[present, i] = frame[column][present].to_numpy(dtype=np.float64)
-        return matrix
+        return self._as_of_defaults(matrix)
 
 
 class CompiledTrees:

@@ -15,6 +15,7 @@ from typing import Any
 
 import boto3
 import httpx
+import orjson
 import pytest
 
 from osml.conventions import MODEL_VERSION_PATTERN
@@ -103,6 +104,22 @@ def test_6_2_predict(facade: Facade) -> None:
     risk, eta = body["predictions"]["slaRisk"], body["predictions"]["etaMinutes"]
     assert isinstance(risk, float) and 0.0 <= risk <= 1.0 and round(risk, 4) == risk
     assert isinstance(eta, int) and eta >= 0
+
+
+def test_6_2_the_seed_payload_is_predicted_at_creation(facade: Facade) -> None:
+    # a payload without the as-of fields means "at creation": the same answer as one that says so field by field
+    at_creation = {"timeSinceCreatedMinutes": 0, "minutesInStatus": 0, "statusChanges": 0, "pauses": 0}
+    seed = orjson.loads(SEED_PREDICT)
+    explicit = seed | {"features": seed["features"] | at_creation}
+    answers = [
+        httpx.post(f"{facade.url}/predict", content=orjson.dumps(body), headers=facade.predict_headers).json()
+        for body in (seed, explicit)
+    ]
+    assert answers[0]["predictions"] == answers[1]["predictions"]
+    # and not the answer of an order long open
+    later = seed | {"features": seed["features"] | at_creation | {"timeSinceCreatedMinutes": 20_000}}
+    old = httpx.post(f"{facade.url}/predict", content=orjson.dumps(later), headers=facade.predict_headers).json()
+    assert old["predictions"] != answers[0]["predictions"]
 
 
 def test_6_2_invalid_features_are_400(facade: Facade) -> None:

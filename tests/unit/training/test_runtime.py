@@ -18,7 +18,7 @@ from osml.runtime import (
     SlaRiskModel,
     XGBoostScorer,
 )
-from osml.schema import Features, Priority
+from osml.schema import SCHEMAS, Features, Priority
 from tests.boosters import categorical_booster, odd_rows
 from tests.support import SEED_FEATURES
 from training.calibration import fit_calibrator
@@ -54,6 +54,25 @@ def test_dicts_and_frames_encode_alike_row_by_row(training_frame, feature_rows) 
     np.testing.assert_array_equal(many, encoder.encode(pd.DataFrame(rows)))
     for i, row in enumerate(rows):
         np.testing.assert_array_equal(encoder.encode([row])[0], many[i])
+
+
+def test_as_of_fields_left_out_mean_nothing_happened_since_creation() -> None:
+    encoder = FeatureEncoder.from_counts({c: pd.Series(dtype=int) for c in SCHEMAS["4"][0]}, schema_version="4")
+    rows = [
+        {},  # a schema-3 payload: at creation
+        {"timeSinceCreatedMinutes": 600},  # open for 10 h, no status change known
+        {"timeSinceCreatedMinutes": 600, "minutesInStatus": 30, "statusChanges": 2, "pauses": 1, "reopens": 0},
+    ]
+    columns = list(encoder.columns)
+    for encoded in (encoder.encode(rows), encoder.encode(pd.DataFrame(rows))):
+        field = {c: encoded[:, columns.index(c)].tolist() for c in columns}
+        assert field["timeSinceCreatedMinutes"] == [0, 600, 600]
+        assert field["minutesInStatus"] == [0, 600, 30]
+        assert field["statusChanges"] == [0, 0, 2]
+        assert field["pauses"] == [0, 0, 1]
+        # what the history's source may lack stays unknown
+        assert all(math.isnan(v) for v in field["status"] + field["reassignments"] + field["reopens"][:2])
+        assert field["reopens"][2] == 0
 
 
 def test_frames_with_nullable_dtypes_encode_missing_as_nan() -> None:
