@@ -29,7 +29,7 @@ UNKNOWN_CODE = 0
 
 # Rows to predict: dicts shaped like a /predict `features` object (absent or None = missing), or a DataFrame
 # with those columns (absent column or NaN = missing); missing as-of fields take their at-creation values
-# (`FeatureEncoder._as_of_defaults`).
+# (`FeatureEncoder._as_of_defaults`, docs/features.md).
 Rows = Sequence[Mapping[str, Any]] | pd.DataFrame
 
 
@@ -96,22 +96,37 @@ class FeatureEncoder:
             return self._encode_frame(rows)
         categorical = tuple(zip(self.categorical, self.vocabularies, strict=True))
         matrix = [
-            [
-                math.nan if (v := row.get(c)) is None or v != v else vocab.get(str(v), UNKNOWN_CODE)
-                for c, vocab in categorical
-            ]
-            + [math.nan if (v := row.get(c)) is None or v != v else float(v) for c in self.numeric]
+            self._as_of_defaults_row(
+                [
+                    math.nan if (v := row.get(c)) is None or v != v else vocab.get(str(v), UNKNOWN_CODE)
+                    for c, vocab in categorical
+                ]
+                + [math.nan if (v := row.get(c)) is None or v != v else float(v) for c in self.numeric]
+            )
             for row in rows
         ]
-        encoded = np.array(matrix, dtype=np.float32).reshape(len(matrix), len(categorical) + len(self.numeric))
-        return self._as_of_defaults(encoded)
+        return np.array(matrix, dtype=np.float32).reshape(len(matrix), len(categorical) + len(self.numeric))
+
+    # The as-of fields a payload leaves out are filled as docs/features.md defines them when nothing is known of
+    # the order's life since its creation: no `timeSinceCreatedMinutes` means at creation (0), no
+    # `minutesInStatus` means no status change (`timeSinceCreatedMinutes`), no `statusChanges` / `pauses` means
+    # none. Training rows always carry them, so a missing value there would only send the trees down branches no
+    # training row took (the seed's example, with none of them, was answered as an order overdue for days). The
+    # same rule twice: in Python for a request's row (numpy calls on one row would cost more than the rest of
+    # its encoding), vectorised for a frame.
+
+    def _as_of_defaults_row(self, values: list[float]) -> list[float]:
+        elapsed, in_status, counts = self._as_of_columns
+        if values[elapsed] != values[elapsed]:
+            values[elapsed] = 0.0
+        if in_status is not None and values[in_status] != values[in_status]:
+            values[in_status] = values[elapsed]
+        for i in counts:
+            if values[i] != values[i]:
+                values[i] = 0.0
+        return values
 
     def _as_of_defaults(self, matrix: np.ndarray) -> np.ndarray:
-        """Fill the as-of fields a payload left out as docs/features.md defines them when nothing is known of the
-        order's life since its creation: no `timeSinceCreatedMinutes` means at creation (0), no `minutesInStatus`
-        means no status change (`timeSinceCreatedMinutes`), no `statusChanges` / `pauses` means none. Training
-        rows always carry them, so a missing value there would only send the trees down branches no training row
-        took (the seed's example, with none of them, was answered as an order overdue for days)."""
         elapsed, in_status, counts = self._as_of_columns
         t = matrix[:, elapsed]
         t[np.isnan(t)] = 0.0
