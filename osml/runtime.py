@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 
 from osml.schema import SCHEMAS
-from osml.treeshap import TreeShap
+from osml.treeshap import TreeShap, categorical_sets
 
 if TYPE_CHECKING:
     from osml.profile import Profile
@@ -221,12 +221,7 @@ def _tree_expression(tree: dict[str, Any], categorical: set[int]) -> str:
     """One tree as nested conditional expressions over the arguments x<f> (and the codes c<f>)."""
     left, right = tree["left_children"], tree["right_children"]
     feature, condition, default_left = tree["split_indices"], tree["split_conditions"], tree["default_left"]
-    sets = {
-        node: tree["categories"][start : start + size]
-        for node, start, size in zip(
-            tree["categories_nodes"], tree["categories_segments"], tree["categories_sizes"], strict=True
-        )
-    }
+    sets = categorical_sets(tree)
 
     def expression(node: int) -> str:
         if left[node] == -1:

@@ -57,14 +57,14 @@ class TreeShap:
         shape = (width, len(leaves))
         z = np.ones(shape)
         # a padding slot's feature is a spare column past the last, dropped from the answer
-        self._feature = np.full(shape, n_features, dtype=np.intp)
+        feature = np.full(shape, n_features, dtype=np.intp)
         # a slot's first test, as an index into `_Nodes.passes`; a padding slot's passes always
         self._test = np.full(shape, nodes.always, dtype=np.intp)
         # further tests of a slot's feature, by rank: round r holds each slot's (r + 2)-th test at most once
         rounds: list[tuple[list[int], list[int]]] = []
         for leaf, (_, slots) in enumerate(leaves):
             for d, (f, tests, share) in enumerate(slots):
-                z[d, leaf], self._feature[d, leaf], self._test[d, leaf] = share, f, nodes.test(*tests[0])
+                z[d, leaf], feature[d, leaf], self._test[d, leaf] = share, f, nodes.test(*tests[0])
                 for r, (node, left) in enumerate(tests[1:]):
                     if r == len(rounds):
                         rounds.append(([], []))
@@ -80,8 +80,8 @@ class TreeShap:
         # a slot's factor at quadrature node u is z + (o - z) u = z (1 - u) + o u
         self._failed = self._z * (1.0 - self._u)
         # the slots ordered by feature, to sum them with one reduceat
-        self._by_feature = np.argsort(self._feature, axis=None, kind="stable")
-        self._present, self._feature_start = np.unique(self._feature.ravel()[self._by_feature], return_index=True)
+        self._by_feature = np.argsort(feature, axis=None, kind="stable")
+        self._present, self._feature_start = np.unique(feature.ravel()[self._by_feature], return_index=True)
 
     def __call__(self, matrix: np.ndarray) -> tuple[np.ndarray, float]:
         rows = np.asarray(matrix, dtype=np.float32)
@@ -122,12 +122,7 @@ class _Nodes:
 
     def add(self, tree: dict[str, Any]) -> dict[int, int]:
         """Append `tree`'s split nodes; each one's number in order of addition (`test` renumbers)."""
-        sets = {
-            node: tree["categories"][start : start + size]
-            for node, start, size in zip(
-                tree["categories_nodes"], tree["categories_segments"], tree["categories_sizes"], strict=True
-            )
-        }
+        sets = categorical_sets(tree)
         index: dict[int, int] = {}
         for node, child in enumerate(tree["left_children"]):
             if child == -1:
@@ -182,6 +177,16 @@ class _Nodes:
                 codes[np.isnan(values)] = self.width
                 left[b:-1] = ~self.members[self._rows, codes]
         return np.concatenate([left, ~left[:-1]])
+
+
+def categorical_sets(tree: dict[str, Any]) -> dict[int, list[int]]:
+    """Per categorical split node of a JSON model tree, the categories that go right."""
+    return {
+        node: tree["categories"][start : start + size]
+        for node, start, size in zip(
+            tree["categories_nodes"], tree["categories_segments"], tree["categories_sizes"], strict=True
+        )
+    }
 
 
 def _leaf_paths(tree: dict[str, Any]) -> list[tuple[float, list[tuple[int, bool, float]]]]:
