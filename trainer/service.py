@@ -31,7 +31,8 @@ JOB_COMMAND = (sys.executable, "-m", "trainer.job")
 CHILD_ENV_NAMES = frozenset(
     {"PATH", "HOME", "LANG", "LC_ALL", "TZ", "TMPDIR", "VIRTUAL_ENV", "PGPASSFILE", "PGPASSWORD"}
 )
-CHILD_ENV_PREFIXES = ("MLFLOW_", "AWS_", "OSML_DATASET_")
+# OSML_DASK_: where a Dask job's cluster is (training/cluster.py)
+CHILD_ENV_PREFIXES = ("MLFLOW_", "AWS_", "OSML_DATASET_", "OSML_DASK_")
 
 
 def child_environment(settings: TrainerSettings, environ: Mapping[str, str]) -> dict[str, str]:
@@ -41,6 +42,7 @@ def child_environment(settings: TrainerSettings, environ: Mapping[str, str]) -> 
         "OSML_DATABASE_URL": settings.database_url,
         "MLFLOW_TRACKING_URI": settings.tracking_uri,
         "OSML_LOG_LEVEL": settings.log_level,
+        "OSML_TRAIN_ENGINE": settings.train_engine,  # the engine of jobs whose trainConfig names none
         # OpenMP (XGBoost, scikit-learn) and BLAS size their pools from these at start-up
         "OMP_NUM_THREADS": threads,
         "OPENBLAS_NUM_THREADS": threads,

@@ -5,6 +5,8 @@ PostgreSQL job table and a real `mlflow server`.
   modelVersion (the two trainers finish close together).
 - Claims on PostgreSQL (`FOR UPDATE SKIP LOCKED`) from many threads at once take each job once.
 - A trainer killed mid-job takes its training process with it, and the job reads `failed`.
+- A trainer set to the Dask engine (OSML_TRAIN_ENGINE=dask, no scheduler: a LocalCluster per job) runs a job on
+  it, and the facade serves the pair that job registered.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from mlflow import MlflowClient
 
 from osml import registry
 from osml.job_store import JobStore, make_engine
+from osml.schema import SEED_EXAMPLE_FEATURES
 from tests.conftest_training import FAST_CANDIDATES
 from tests.contract.facade import FacadeProcess, facade_process, trainer_process
 from tests.services import MlflowServer
@@ -32,8 +35,8 @@ from tests.support import wait_until
 pytestmark = pytest.mark.integration
 
 
-def submit(facade: FacadeProcess, dataset: Path) -> str:
-    body = {"datasetRef": str(dataset), "trainConfig": {"candidates": list(FAST_CANDIDATES)}}
+def submit(facade: FacadeProcess, dataset: Path, **config: Any) -> str:
+    body = {"datasetRef": str(dataset), "trainConfig": {"candidates": list(FAST_CANDIDATES), **config}}
     response = httpx.post(f"{facade.url}/train", json=body, headers=facade.admin_headers, timeout=30)
     assert response.status_code == 202, response.text
     assert response.json()["status"] == "queued"
@@ -147,3 +150,36 @@ def test_a_job_cut_off_by_a_killed_trainer_reads_failed(
         )
     assert view["status"] == "failed"
     assert "interrupted" in str(view["reason"])
+
+
+def test_a_trainer_on_the_dask_engine_registers_a_pair_the_facade_serves(
+    tmp_path: Path, pg_database: str, mlflow_tracking_server: MlflowServer, synthetic_csv: Path
+) -> None:
+    uri = mlflow_tracking_server.url
+    stores = {"tracking_uri": uri, "database_url": pg_database}
+    dask = {"OSML_TRAIN_ENGINE": "dask", "OSML_DASK_WORKERS": "2"}
+    with (
+        facade_process(tmp_path, **stores, ready=False) as facade,
+        trainer_process(tmp_path, **stores, env=dask),
+    ):
+        job_id = submit(facade, synthetic_csv, tuneSeconds=0)  # the job names no engine: the trainer's setting
+        view = wait_until(
+            lambda: (v := job(facade, job_id))["status"] in {"done", "failed"} and v, timeout=600, what="the dask job"
+        )
+        assert view["status"] == "done", view
+        client = MlflowClient(tracking_uri=uri, registry_uri=uri)
+        pair = registry.find_pair(client, view["modelVersion"])
+        assert pair.sla.run_id is not None
+        parent = client.get_run(client.get_run(pair.sla.run_id).data.tags["mlflow.parentRunId"])
+        assert parent.data.tags["osml.engine"] == "dask"
+        activated = httpx.post(  # forced: other tests' pairs on this tracking server may hold `production`
+            f"{facade.url}/models/activate",
+            json={"modelVersion": view["modelVersion"], "force": True},
+            headers=facade.admin_headers,
+            timeout=60,
+        )
+        assert activated.status_code == 200, activated.text
+        body = {"requestId": "dask-job", "orderId": "o-1", "features": SEED_EXAMPLE_FEATURES}
+        served = httpx.post(f"{facade.url}/predict", json=body, headers=facade.predict_headers, timeout=30)
+    assert served.status_code == 200, served.text
+    assert served.json()["modelVersion"] == view["modelVersion"]

@@ -66,16 +66,19 @@ def test_the_training_process_sees_what_training_reads_and_no_other_secret(setti
         "OSML_WEBHOOK_SECRET": "webhook-secret",
         "OSML_BROKER_URL": "amqp://osml:broker-password@rabbitmq/osml",
         "GITHUB_TOKEN": "token",
+        "OSML_DASK_SCHEDULER": "tcp://dask-scheduler:8786",
     }
-    env = child_environment(settings.model_copy(update={"trainer_threads": 3}), parent)
+    env = child_environment(settings.model_copy(update={"trainer_threads": 3, "train_engine": "dask"}), parent)
     assert env == {
         "PATH": "/usr/bin",
         "HOME": "/home/osml",
         "MLFLOW_TRACKING_PASSWORD": "writer-password",
         "AWS_ACCESS_KEY_ID": "datasets",
+        "OSML_DASK_SCHEDULER": "tcp://dask-scheduler:8786",  # where the trainer's Dask jobs run
         "OSML_DATABASE_URL": settings.database_url,
         "MLFLOW_TRACKING_URI": settings.tracking_uri,
         "OSML_LOG_LEVEL": "INFO",
+        "OSML_TRAIN_ENGINE": "dask",
         "OMP_NUM_THREADS": "3",
         "OPENBLAS_NUM_THREADS": "3",
         "MKL_NUM_THREADS": "3",
