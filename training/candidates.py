@@ -119,8 +119,8 @@ HALF_LIFE = "recency_half_life_days"
 def fitting_weight(rows: Rows, params: dict[str, Any]) -> float:
     """The total weight a configuration fits on: the row count, less what recency weighting discounts.
 
-    Boosting rounds scale with it: a refit on twice the weight grows twice the trees, while rows that recency
-    weighting all but ignores add none.
+    A refit's boosting rounds grow with it as the folds' rounds grew with theirs (training/tune.py), while rows
+    that recency weighting all but ignores add none.
     """
     return float(np.sum(rows.fitting_weights(params.get(HALF_LIFE))))
 

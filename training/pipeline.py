@@ -319,9 +319,8 @@ class _Trainer:
         params: dict[str, Any] = {
             "evaluation_rows": len(evaluation_rows),
             "evaluation_rounds": rounds,
-            "rounds_per_1000_rows": round(1000 * float(np.mean(assessment.rounds_per_row)), 4),
             "folds": len(folds),
-        }
+        } | assessment.rounds_params()
         raw_test = scorer(test_rows.x)
         calibrator: Calibrator | None = None
         if task == "sla":

@@ -244,22 +244,25 @@ class _Engine:
     ) -> Assessment:
         """training.tune.assess: fit each fold (stopped on its score block), score it out of fold."""
         started = time.perf_counter()
-        values, baselines, per_row, predictions = [], [], [], []
+        values, baselines, predictions = [], [], []
+        weights, kept_rounds = [], []
         for encoder, fit, score in folds:
             fitted = self.fit(task, params, encoder, fit, rounds=rounds, stop_on=score if early_stopping else None)
             predicted = self.predict(fitted.booster, score)
             values.append(fold_value(task, score.vectors, predicted))
             baselines.append(_baseline(task, FoldRows(encoder, fit.vectors, score.vectors)))
-            per_row.append(fitted.rounds / fitting_weight(fit.vectors, params))
+            weights.append(fitting_weight(fit.vectors, params))
+            kept_rounds.append(fitted.rounds)
             predictions.append(predicted)
         return Assessment(
             task,
             params,
             tuple(values),
             tuple(baselines),
-            tuple(per_row),
             tuple(predictions),
             time.perf_counter() - started,
+            tuple(weights),
+            tuple(kept_rounds),
         )
 
     def sample(self, m: _Matrix) -> np.ndarray:
@@ -367,9 +370,9 @@ class _Engine:
             {
                 "evaluation_rows": len(evaluation),
                 "evaluation_rounds": rounds,
-                "rounds_per_1000_rows": round(1000 * float(np.mean(assessment.rounds_per_row)), 4),
                 "folds": len(folds),
             }
+            | assessment.rounds_params()
         )
         for i, value in enumerate(assessment.values):
             mlflow.log_metric(f"fold_{'auc' if task == 'sla' else 'mae_minutes'}", value, step=i)

@@ -15,7 +15,8 @@ pytestmark = pytest.mark.unit
 
 def _candidate(task: Task, name: str, folds: tuple[float, ...], latency_ms: float) -> _Scored:
     baselines = (1.0,) * len(folds) if task == "sla" else (1000.0,) * len(folds)
-    assessment = Assessment(task, {}, folds, baselines, (0.1,) * len(folds), (np.zeros(1),) * len(folds), 0.0)
+    n = len(folds)
+    assessment = Assessment(task, {}, folds, baselines, (np.zeros(1),) * n, 0.0, (1000.0,) * n, (100,) * n)
     outcome = _Outcome("", name, None, {}, dict, Scored(np.zeros(0, dtype=np.int64), np.zeros(0)))  # type: ignore[arg-type]
     return _Scored(name, assessment, None, latency_ms, outcome, params={}, metrics={})
 

@@ -1,4 +1,4 @@
-"""Choices on the time folds: out-of-fold scores, rounds per row, the time-boxed search and the selection rule."""
+"""Choices on the time folds: out-of-fold scores, the refits' rounds, the time-boxed search and the selection rule."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from training.candidates import DEFAULTS, HALF_LIFE, PLAIN, PLAIN_ROUNDS, Rows, 
 from training.data.synthetic import generate
 from training.features import build_training_frame
 from training.split import time_split
-from training.tune import FoldRows, assess, search
+from training.tune import Assessment, FoldRows, assess, search
 
 pytestmark = pytest.mark.unit
 
@@ -37,7 +37,7 @@ def _folds(task: Task, orders: int = 1500) -> tuple[tuple[FoldRows, ...], float]
 
 
 @pytest.mark.parametrize("task", ["sla", "eta"])
-def test_assessment_scores_every_fold_and_scales_rounds_with_rows(task: Task) -> None:
+def test_assessment_scores_every_fold_and_grows_rounds_with_rows(task: Task) -> None:
     folds, _ = _folds(task)
     result = assess(task, DEFAULTS[task], folds, seed=0)
     assert len(result.values) == len(folds) == len(result.predictions) == 3
@@ -46,9 +46,35 @@ def test_assessment_scores_every_fold_and_scales_rounds_with_rows(task: Task) ->
         assert 0.5 < result.score <= 1.0 and result.validation == result.values[-1]
     else:  # better than the median duration on every fold: a ratio below one
         assert all(v < b for v, b in zip(result.values, result.baselines, strict=True)) and -1 < result.score < 0
+    assert result.fold_weights == tuple(float(f.fit.w.sum()) for f in folds)
     fit = folds[-1].fit
-    doubled = Rows(fit.x, fit.y, 2 * fit.w, fit.days)  # twice the weight: twice the rounds
-    assert result.rounds(doubled) == pytest.approx(2 * result.rounds(fit), abs=1)
+    doubled = Rows(fit.x, fit.y, 2 * fit.w, fit.days)  # twice the weight: 2^growth times the rounds
+    assert result.rounds(doubled) == pytest.approx(2**result.rounds_growth * result.rounds(fit), abs=1)
+    assert result.rounds(doubled) >= result.rounds(fit)
+
+
+def _found(weights: tuple[float, ...], rounds: tuple[int, ...]) -> Assessment:
+    n = len(weights)
+    return Assessment("sla", {}, (0.8,) * n, (1.0,) * n, (np.zeros(1),) * n, 0.0, weights, rounds)
+
+
+def test_refit_rounds_follow_the_growth_the_folds_show() -> None:
+    square_root = _found((1_000.0, 2_000.0, 4_000.0), (100, 141, 200))
+    assert square_root.rounds_growth == pytest.approx(0.5, abs=0.01)
+    assert square_root.rounds_at(16_000.0) == pytest.approx(400, abs=3)  # not 800, as in proportion
+
+
+def test_rounds_that_shrink_over_the_folds_keep_their_mean() -> None:
+    shrinking = _found((30_000.0, 45_000.0, 60_000.0), (1_254, 647, 498))  # the ETA folds of 100,000 orders
+    assert shrinking.rounds_growth == 0.0
+    assert shrinking.rounds_at(75_000.0) == shrinking.rounds_at(60_000.0) == 800
+
+
+def test_rounds_grow_at_most_in_proportion_and_as_such_when_the_folds_cannot_tell() -> None:
+    faster = _found((1_000.0, 2_000.0), (100, 400))  # faster than the rows: capped at proportional
+    assert faster.rounds_growth == 1.0 and faster.rounds_at(4_000.0) == round((400 + 800) / 2)
+    assert _found((1_000.0,), (100,)).rounds_at(3_000.0) == 300  # one fold
+    assert _found((1_000.0, 1_000.0), (90, 110)).rounds_growth == 1.0  # folds of one weight
 
 
 def test_fixed_rounds_without_early_stopping_are_kept() -> None:
