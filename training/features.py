@@ -49,6 +49,20 @@ def _column(orders: pd.DataFrame, name: str, dtype: str) -> pd.Series:
     return pd.Series(np.nan if dtype != "datetime64[ns, UTC]" else pd.NaT, index=orders.index, dtype=dtype)
 
 
+def snapshot_weights(per_order: np.ndarray, at_creation: np.ndarray) -> np.ndarray:
+    """Per snapshot, of an order with `per_order` snapshots: each order weighs 1, half at its creation and half
+    spread evenly over its later snapshots (all at creation when it has none).
+
+    The product is asked once when an order is created and many times while it is open, and the evaluation by
+    prediction point (training/by_point.py) counts every order once at creation and once over its life. Spread
+    evenly over all of them instead (1 / snapshots each), the models fitted mid-life less well: on UCI (`make
+    eval`) the mid-life remaining-time MAE was 4.9% below the elapsed-bucket baseline against 5.5% with these
+    weights, while at creation the two did alike (ETA 14.5% / 14.4% below its baseline, AUC 0.815 / 0.818).
+    """
+    later = per_order - 1
+    return np.where(later == 0, 1.0, np.where(at_creation, 0.5, 0.5 / np.maximum(later, 1)))
+
+
 def open_workload(
     key: pd.Series,
     created: pd.Series,
@@ -209,7 +223,7 @@ class TrainingFrame:
     created_at: pd.Series  # the order's creation
     order_id: pd.Series
     as_of: pd.Series  # the prediction instant
-    weight: pd.Series  # 1 / snapshots of the order: each order weighs 1 in fitting and in metrics
+    weight: pd.Series  # each order weighs 1 in fitting and in metrics (snapshot_weights)
     elapsed_minutes: pd.Series  # as_of - created_at (timeSinceCreatedMinutes), for evaluation by life stage
     breached_by_now: pd.Series  # bool: the label is the due-date rule and due_at already passed at the instant
     waiting_markers: tuple[str, ...]  # what counted as a waiting status (record it with the model)
@@ -282,7 +296,7 @@ def build_training_frame(
         created_at=pd.Series(orders["created_at"].to_numpy()[instants.order]).astype(orders["created_at"].dtype),
         order_id=pd.Series(ids[order], dtype=orders["id"].dtype),
         as_of=instants.as_of(),
-        weight=pd.Series(1.0 / per_order),
+        weight=pd.Series(snapshot_weights(per_order, elapsed == 0)),
         elapsed_minutes=pd.Series(elapsed),
         breached_by_now=pd.Series(breached_by(orders, instants)),
         waiting_markers=markers,

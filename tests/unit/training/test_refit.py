@@ -52,29 +52,32 @@ def _children(client: MlflowClient, parent_id: str) -> dict[str, mlflow.entities
 
 
 def _train_slice_only(csv: Path, task: Task, candidate: mlflow.entities.Run) -> float:
-    """The same configuration fitted on the train slice only (as the pipeline did before the refit): test AUC or
-    MAE in minutes, uncalibrated (calibration can only tie scores, never raise the AUC)."""
+    """The same configuration fitted on the train slice only (as the pipeline did before the refit), on the same
+    rows and weights as the pipeline's: test AUC or MAE in minutes, uncalibrated (calibration can only tie
+    scores, never raise the AUC)."""
     frame = build_training_frame(load_orders(str(csv)))
     split = time_split(frame.created_at, test_size=0.2, groups=frame.order_id)
-    encoder = FeatureEncoder.fit(frame.features.iloc[split.train], schema_version="3")
+    encoder = FeatureEncoder.fit(frame.features.iloc[split.train], schema_version="4")
     target = (frame.sla if task == "sla" else np.log1p(frame.eta)).to_numpy(dtype=float)
+    scored = np.isfinite(target) & ~(frame.breached_by_now.to_numpy(dtype=bool) & (task == "sla"))
+    weights = frame.weight.to_numpy(dtype=float)
     x = encoder.encode(frame.features)
 
     def rows(block: np.ndarray) -> Rows:
-        kept = block[np.isfinite(target[block])]
-        return Rows(x[kept], target[kept], np.ones(len(kept)), np.zeros(len(kept)))
+        kept = block[scored[block]]
+        return Rows(x[kept], target[kept], weights[kept], np.zeros(len(kept)))
 
     train_rows, test_rows = rows(split.train), rows(split.test)
-    # the rounds the pipeline's growth law gives for the train slice (every row weighs 1 here)
+    # the rounds the pipeline's growth law gives for the train slice
     params = candidate.data.params
     share = len(train_rows) / int(params["evaluation_rows"])
     rounds = max(1, round(int(params["evaluation_rounds"]) * share ** float(params["rounds_growth"])))
     booster = fit_booster(task, DEFAULTS[task], encoder, train_rows, seed=42, rounds=rounds).booster
     predicted = np.asarray(booster.inplace_predict(test_rows.x), dtype=np.float64)
     if task == "sla":
-        return auc(test_rows.y, predicted)
+        return auc(test_rows.y, predicted, test_rows.w)
     minutes = np.clip(np.expm1(predicted), 0.0, None)
-    return regression_metrics(np.expm1(test_rows.y), minutes)["mae_minutes"]
+    return regression_metrics(np.expm1(test_rows.y), minutes, test_rows.w)["mae_minutes"]
 
 
 def test_the_refit_beats_the_train_slice_only_model_on_the_newest_orders(

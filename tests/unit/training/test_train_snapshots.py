@@ -30,11 +30,18 @@ def test_the_split_keeps_every_snapshot_of_an_order_in_one_slice(synthetic_csv: 
     assert len(np.concatenate([split.train, split.validation, split.test])) == len(frame.features)
 
 
-def test_weights_make_each_order_count_once(synthetic_csv: Path) -> None:
+def test_weights_make_each_order_count_once_half_at_creation_and_half_over_its_life(synthetic_csv: Path) -> None:
     frame = build_training_frame(load_orders(str(synthetic_csv)), schema_version="4")
     per_order = frame.weight.groupby(frame.order_id).sum()
     assert per_order.to_numpy() == pytest.approx(np.ones(len(per_order)))
     assert frame.weight.sum() == pytest.approx(frame.order_id.nunique())
+    creation = frame.elapsed_minutes == 0
+    assert creation.groupby(frame.order_id).sum().eq(1).all()  # one creation snapshot per order
+    snapshots = frame.order_id.map(frame.order_id.value_counts())
+    assert frame.weight[creation & (snapshots > 1)].to_numpy() == pytest.approx(0.5)
+    assert frame.weight[creation & (snapshots == 1)].to_numpy() == pytest.approx(1.0)
+    later = frame.weight[~creation].groupby(frame.order_id[~creation])
+    assert later.sum().to_numpy() == pytest.approx(0.5) and (later.nunique() == 1).all()  # spread evenly
 
 
 @pytest.fixture(scope="module")
