@@ -167,7 +167,9 @@ class _Trainer:
         self.random_state = random_state
         self.tune_seconds = tune_seconds
         self.progress = progress
-        self.weights = frame.weight.to_numpy(dtype=np.float64)  # each order weighs 1 (training.features.snapshot_weights)
+        self.weights = frame.weight.to_numpy(
+            dtype=np.float64
+        )  # each order weighs 1 (training.features.snapshot_weights)
         # a snapshot whose breach already happened (due date passed under the due-date rule) teaches and tests
         # nothing: the runtime answers it with 1.0
         self.sla_open = ~frame.breached_by_now.to_numpy(dtype=bool)
