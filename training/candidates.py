@@ -12,6 +12,7 @@ identity link, so any of the regression objectives below can serve.
 from __future__ import annotations
 
 import os
+import time
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -145,6 +146,23 @@ class Fitted:
     rounds: int
 
 
+class OutOfTime(Exception):
+    """A fit stopped at its deadline: what it had grown is not a result."""
+
+
+class _Deadline(xgb.callback.TrainingCallback):
+    """Stops boosting after the first round that ends past `deadline` (time.monotonic())."""
+
+    def __init__(self, deadline: float) -> None:
+        super().__init__()
+        self.deadline = deadline
+        self.reached = False
+
+    def after_iteration(self, model: Any, epoch: int, evals_log: Any) -> bool:
+        self.reached = time.monotonic() > self.deadline
+        return self.reached
+
+
 def fit_booster(
     task: Task,
     params: dict[str, Any],
@@ -154,13 +172,17 @@ def fit_booster(
     seed: int,
     rounds: int,
     stop_on: Rows | None = None,
+    deadline: float | None = None,
 ) -> Fitted:
     """A booster of at most `rounds` rounds; with `stop_on`, stopped once its score there stops improving
-    (AUC for SLA, MAE in minutes for ETA) and cut back to the best round."""
+    (AUC for SLA, MAE in minutes for ETA) and cut back to the best round. Raises OutOfTime when a round ends
+    past `deadline` (time.monotonic()), so that a time-boxed search keeps its budget."""
     config = configuration(params, rows=len(train), seed=seed)
     dtrain = train.dmatrix(encoder, params.get(HALF_LIFE))
+    timer = [] if deadline is None else [_Deadline(deadline)]
     if stop_on is None:
-        booster = xgb.train(config, dtrain, num_boost_round=rounds, verbose_eval=False)
+        booster = xgb.train(config, dtrain, num_boost_round=rounds, verbose_eval=False, callbacks=timer)
+        _check_time(timer)
         return Fitted(booster, rounds)
     evals = [(stop_on.dmatrix(encoder), "score")]
     if task == "sla":
@@ -171,6 +193,7 @@ def fit_booster(
             evals=evals,
             early_stopping_rounds=EARLY_STOPPING_ROUNDS,
             verbose_eval=False,
+            callbacks=timer,
         )
     else:
         booster = xgb.train(
@@ -181,9 +204,16 @@ def fit_booster(
             custom_metric=_mae_minutes,
             early_stopping_rounds=EARLY_STOPPING_ROUNDS,
             verbose_eval=False,
+            callbacks=timer,
         )
+    _check_time(timer)
     best = booster.best_iteration + 1
     return Fitted(booster[:best], best)
+
+
+def _check_time(timer: list[_Deadline]) -> None:
+    if timer and timer[0].reached:
+        raise OutOfTime(f"boosting passed its deadline by {time.monotonic() - timer[0].deadline:.1f} s")
 
 
 def importances(booster: xgb.Booster, encoder: FeatureEncoder) -> np.ndarray:

@@ -25,7 +25,16 @@ import pandas as pd
 
 from osml.metrics import auc
 from osml.runtime import FeatureEncoder
-from training.candidates import DEFAULTS, HALF_LIFE, MAX_ROUNDS, Rows, Task, fit_booster, fitting_weight
+from training.candidates import (
+    DEFAULTS,
+    HALF_LIFE,
+    MAX_ROUNDS,
+    OutOfTime,
+    Rows,
+    Task,
+    fit_booster,
+    fitting_weight,
+)
 from training.evaluate import weighted_median
 
 # The search's default budget (both tasks together): tens of configurations on tens of thousands of orders on two
@@ -114,10 +123,12 @@ def assess(
     rounds: int = MAX_ROUNDS,
     early_stopping: bool = True,
     after_fold: Callable[[int, float], None] = lambda _i, _value: None,
+    deadline: float | None = None,
 ) -> Assessment:
     """Fit on every fold (early stopping on its score block unless `early_stopping` is off) and score it.
 
-    `after_fold(i, value)` may raise to abandon the configuration (pruning, budget).
+    `after_fold(i, value)` may raise to abandon the configuration (pruning, budget); a fit still boosting at
+    `deadline` (time.monotonic()) raises candidates.OutOfTime.
     """
     started = time.perf_counter()
     values, baselines, predictions = [], [], []
@@ -131,6 +142,7 @@ def assess(
             seed=seed,
             rounds=rounds,
             stop_on=fold.score if early_stopping else None,
+            deadline=deadline,
         )
         predicted = np.asarray(fitted.booster.inplace_predict(fold.score.x), dtype=np.float64)
         values.append(fold_value(task, fold.score, predicted))
@@ -210,7 +222,8 @@ class Search:
 
 def search(task: Task, folds: tuple[FoldRows, ...], *, seconds: float, seed: int, span_days: float) -> Search:
     """TPE over `_space` for `seconds` (the defaults always run in full first; a configuration still running
-    when the time is up is abandoned after its current fold), with median pruning between folds."""
+    when the time is up is abandoned at the end of its current boosting round), with median pruning between
+    folds."""
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     study = optuna.create_study(
         direction="maximize",
@@ -233,7 +246,13 @@ def search(task: Task, folds: tuple[FoldRows, ...], *, seconds: float, seed: int
             if i < len(folds) - 1 and time.monotonic() > deadline:
                 raise optuna.TrialPruned("out of time")
 
-        result = assess(task, _space(task, trial, span_days), folds, seed=seed, after_fold=after_fold)
+        params = _space(task, trial, span_days)
+        try:  # the defaults run in full whatever the budget; any other trial stops with it
+            result = assess(
+                task, params, folds, seed=seed, after_fold=after_fold, deadline=None if trial.number == 0 else deadline
+            )
+        except OutOfTime as exc:
+            raise optuna.TrialPruned("out of time") from exc
         assessed[trial.number] = result
         trial.set_user_attr("fold_values", [round(v, 6) for v in result.values])
         trial.set_user_attr("fold_rounds", list(result.fold_rounds))
