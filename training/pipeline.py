@@ -25,7 +25,8 @@ import pandas as pd
 from matplotlib import pyplot as plt
 from matplotlib.figure import Figure
 from mlflow import MlflowClient
-from mlflow.data.pandas_dataset import from_pandas
+from mlflow.data.dataset_source import DatasetSource
+from mlflow.data.pandas_dataset import PandasDataset
 from mlflow.entities.model_registry import ModelVersion
 from mlflow.models import ModelSignature
 from mlflow.types.schema import AnyType, ColSpec, Schema, TensorSpec
@@ -464,13 +465,29 @@ def _choose(task: Task, scored: list[_Scored], plain_validation: float) -> _Scor
     return min(eligible, key=lambda s: (s.latency_ms, -s.assessment.score))
 
 
-def _log_lineage(frame: TrainingFrame, split: TimeSplit, ref: str) -> None:
+class _SliceDataset(PandasDataset):
+    """A slice's lineage dataset whose schema is declared (the models' inputs and the two labels), not inferred:
+    MLflow infers a frame's schema value by value in Python, 3 s for 100,000 orders."""
+
+    def __init__(self, df: pd.DataFrame, *, source: DatasetSource, name: str, schema: Schema) -> None:
+        super().__init__(df, source=source, name=name)
+        self._declared = schema
+
+    @property
+    def schema(self) -> Schema:
+        return self._declared
+
+
+def _log_lineage(frame: TrainingFrame, split: TimeSplit, ref: str, schema_version: str) -> None:
     """The datasets each slice came from (its orders at creation), and which rows (and times) each model saw."""
     source = dataset_source(ref)
     table = frame.features.assign(slaBreached=frame.sla, resolutionMinutes=frame.eta)
+    labels = [ColSpec("double", "slaBreached", required=False), ColSpec("double", "resolutionMinutes", required=False)]
+    schema = Schema([*_signature(schema_version, "slaRisk").inputs.inputs, *labels])
     creation = frame.creation_rows()
     for context, rows in (("train", split.train), ("validation", split.validation), ("test", split.test)):
-        dataset = from_pandas(table.iloc[np.intersect1d(rows, creation)], source=source, name=f"orders-{context}")
+        rows = np.intersect1d(rows, creation)
+        dataset = _SliceDataset(table.iloc[rows], source=source, name=f"orders-{context}", schema=schema)
         mlflow.log_input(dataset, context=context)
     blocks = {
         "train": split.train,
@@ -700,7 +717,7 @@ def train(
         )
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", UserWarning)  # "source can be interpreted in multiple ways"
-            _log_lineage(frame, split, dataset_ref)
+            _log_lineage(frame, split, dataset_ref, schema_version)
         sla = trainer.run_task("sla", names, (0.12, 0.45))
         eta = trainer.run_task("eta", names, (0.45, 0.78))
         _log_plain(experiment_id, trainer.plain, trainer.plain_validation)

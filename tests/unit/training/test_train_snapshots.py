@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -10,6 +11,7 @@ import pytest
 from mlflow import MlflowClient
 
 from osml import conventions
+from osml.schema import feature_columns
 from tests.conftest_training import FAST_CANDIDATES
 from training.data.orders import load_orders
 from training.features import build_training_frame
@@ -90,3 +92,17 @@ def test_clusters_group_orders_not_snapshots(trained: tuple[str, TrainResult]) -
     profiles = pd.read_csv(path)
     parent = client.get_run(result.run_id).data
     assert profiles["orders"].sum() == int(parent.params["labeled_orders"])
+
+
+def test_each_slice_is_logged_as_a_dataset_of_its_orders_with_the_models_columns(
+    trained: tuple[str, TrainResult],
+) -> None:
+    uri, result = trained
+    run = MlflowClient(uri).get_run(result.run_id)
+    datasets = {i.tags[0].value: i.dataset for i in run.inputs.dataset_inputs}
+    assert set(datasets) == {"train", "validation", "test"}
+    for dataset in datasets.values():
+        columns = [c["name"] for c in json.loads(dataset.schema)["mlflow_colspec"]]
+        assert columns == [*feature_columns("4"), "slaBreached", "resolutionMinutes"]
+    orders = sum(json.loads(d.profile)["num_rows"] for d in datasets.values())  # one row per order: its creation
+    assert orders == int(run.data.params["labeled_orders"])
