@@ -168,9 +168,8 @@ class _Trainer:
         self.random_state = random_state
         self.tune_seconds = tune_seconds
         self.progress = progress
-        self.weights = frame.weight.to_numpy(
-            dtype=np.float64
-        )  # each order weighs 1 (training.features.snapshot_weights)
+        # each order weighs 1 (training.features.snapshot_weights)
+        self.weights = frame.weight.to_numpy(dtype=np.float64)
         # a snapshot whose breach already happened (due date passed under the due-date rule) teaches and tests
         # nothing: the runtime answers it with 1.0
         self.sla_open = ~frame.breached_by_now.to_numpy(dtype=bool)
@@ -486,8 +485,8 @@ def _log_lineage(frame: TrainingFrame, split: TimeSplit, ref: str, schema_versio
     schema = Schema([*_signature(schema_version, "slaRisk").inputs.inputs, *labels])
     creation = frame.creation_rows()
     for context, rows in (("train", split.train), ("validation", split.validation), ("test", split.test)):
-        rows = np.intersect1d(rows, creation)
-        dataset = _SliceDataset(table.iloc[rows], source=source, name=f"orders-{context}", schema=schema)
+        orders = table.iloc[np.intersect1d(rows, creation)]
+        dataset = _SliceDataset(orders, source=source, name=f"orders-{context}", schema=schema)
         mlflow.log_input(dataset, context=context)
     blocks = {
         "train": split.train,

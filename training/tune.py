@@ -7,9 +7,9 @@ shorter orders weigh alike). Rounds are found by early stopping on each fold. A 
 the folds show: b, the slope of log rounds over log fitting weight through the folds (weight:
 candidates.fitting_weight), kept within [0, 1]; each fold's rounds are carried to the refit's weight as
 rounds * (weight / fold weight)^b and averaged. With b = 1 that is rounds in proportion to the weight. The folds
-decide it: on the UCI log the rounds grow at least as fast as the rows (b = 1), while on 100,000 synthetic orders
-they grow much slower (SLA) or not at all (ETA), where rounds in proportion made the refits two to three times
-longer than any fold had found useful.
+decide it: with the default configurations, the UCI log's folds keep rounds growing at least as fast as the rows
+(b = 1), while on 100,000 synthetic orders they grow much slower (SLA) or not at all (ETA), where rounds in
+proportion made the refits two to three times longer than any fold had found useful.
 """
 
 from __future__ import annotations
