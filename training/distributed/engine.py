@@ -30,7 +30,7 @@ import numpy as np
 import pandas as pd
 import xgboost as xgb
 import xgboost.dask as dxgb
-from distributed import Client
+from distributed import Client, wait
 from mlflow import MlflowClient
 
 from osml import conventions, profile, registry, train_requests
@@ -173,7 +173,7 @@ class _Engine:
             keep &= ~rows["breached_by_now"]
         columns = [f"f{i}" for i in range(len(encoder.columns))]
         sample = _encode(rows._meta, encoder, task)
-        encoded = rows[keep].map_partitions(_encode, encoder, task, meta=sample).persist()
+        encoded = _persisted(rows[keep].map_partitions(_encode, encoder, task, meta=sample))
         y, w, days = dd.compute(encoded["y"], encoded["w"], encoded["days"])
         vectors = Rows(np.empty((len(y), 0), dtype=np.float32), y.to_numpy(), w.to_numpy(), days.to_numpy())
         return _Matrix(
@@ -426,6 +426,19 @@ def _check(names: tuple[str, ...] | None, test_size: float, tune_seconds: float,
         raise ValueError(f"snapshots_per_order must be at least 1, got {snapshots_per_order}")
 
 
+def _persisted(frame: dd.DataFrame) -> dd.DataFrame:
+    """`frame` persisted on the cluster, returned once its partitions exist.
+
+    Waiting matters: a LocalCluster's scheduler runs in this process and turns the graph into tasks on a thread of
+    its own, and dask's expressions cache their metadata in functools.cached_property, whose per-property locks on
+    Python 3.11 deadlock when two threads walk overlapping expressions in different orders (the scheduler's thread
+    materialising a persisted frame while this one builds the next query on it: the Dask training test hung so).
+    """
+    persisted = frame.persist()
+    wait(persisted)
+    return persisted
+
+
 def train_dask(
     *,
     dataset_ref: str,
@@ -451,7 +464,7 @@ def train_dask(
         report(0.0, f"reading {mask_secrets(dataset_ref)} in partitions on {_describe(client)}")
         data = read_partitioned(dataset_ref, rows_per_partition=rows_per_partition)
         frame = build_distributed_frame(data, schema_version=schema_version, snapshots_per_order=snapshots_per_order)
-        rows = frame.rows.persist()
+        rows = _persisted(frame.rows)
         report(0.08, f"building features (schema {schema_version}) on the cluster")
         creations = rows[rows[SNAP] == 0][["order_id", "created_at"]].compute().reset_index(drop=True)
         if creations.empty:
@@ -460,7 +473,7 @@ def train_dask(
         firsts = [fold.score[0] for fold in split.folds] + [split.test[0]]
         created_ns = creations["created_at"].astype("datetime64[ns, UTC]").astype("int64").to_numpy()
         cuts = [(int(created_ns[i]), str(creations["order_id"].iloc[i])) for i in firsts]
-        rows = rows.assign(**{BLOCK: rows.map_partitions(_segments, cuts, meta=(BLOCK, "int64"))}).persist()
+        rows = _persisted(rows.assign(**{BLOCK: rows.map_partitions(_segments, cuts, meta=(BLOCK, "int64"))}))
         per_block = rows[BLOCK].value_counts().compute()
         n_rows = int(per_block.sum())
         report(0.1, f"{n_rows} snapshots of {len(creations)} orders")
