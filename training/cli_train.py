@@ -69,13 +69,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--candidates", default="all", help="comma-separated candidates to try: xgboost, xgboost_tuned (default: all)"
     )
     add_tune_seconds(parser)
-    from training.features import SNAPSHOTS_PER_ORDER
+    from training.features import FITTED_LATER_SNAPSHOTS, SNAPSHOTS_PER_ORDER
 
     parser.add_argument(
         "--snapshots-per-order",
         type=whole_number,
         default=SNAPSHOTS_PER_ORDER,
-        help="cap on each order's training snapshots (schema 4; default %(default)s): the knob of training time",
+        help="cap on each order's snapshots (schema 4; default %(default)s), all of them scored",
+    )
+    parser.add_argument(
+        "--fitted-later-snapshots",
+        type=whole_number,
+        default=FITTED_LATER_SNAPSHOTS,
+        help="of which the models fit on each order's creation and this many others, drawn at random (default"
+        " %(default)s): the knob of training time",
     )
     add_engine(parser)
 
@@ -119,6 +126,7 @@ def run(args: argparse.Namespace) -> int:
             candidates=candidates,
             tune_seconds=args.tune_seconds,
             snapshots_per_order=args.snapshots_per_order,
+            fitted_later_snapshots=args.fitted_later_snapshots,
         )
     except (DataError, ValueError) as exc:  # a bad OSML_DASK_* setting is a pydantic ValueError too
         print(f"osml train: {exc}", file=sys.stderr)

@@ -28,7 +28,7 @@ from training.data.canonical import OrdersData
 from training.data.errors import DataError
 from training.history import NO_ROW, WAITING_MARKERS, latest_rows, prepare_history, utc_ns, waiting_markers
 from training.labels import CanceledRule, SlaLabelRule, breached_by, remaining_minutes, sla_breached, sla_label_rule
-from training.snapshots import Instants, at_creation, closed_at, in_stints
+from training.snapshots import Instants, at_creation, closed_at, fitted_sample, in_stints, rank_in_order
 
 # feature name -> canonical column, for the categorical features read as-is
 _CATEGORICAL_SOURCES: Final = {
@@ -41,6 +41,10 @@ _CATEGORICAL_SOURCES: Final = {
 }
 # schema 4 and later take snapshots along each order's life; earlier schemas know only the creation
 SNAPSHOTS_PER_ORDER: Final = 10
+# of which the models fit on each order's creation and this many others, drawn at random (every snapshot is
+# scored): snapshots of one order share its labels, and on 100,000 synthetic orders (4.7 snapshots each) fitting
+# them all cost 2.4 times the time for the same scores (docs/benchmarks.md)
+FITTED_LATER_SNAPSHOTS: Final = 1
 
 
 def _column(orders: pd.DataFrame, name: str, dtype: str) -> pd.Series:
@@ -61,6 +65,24 @@ def snapshot_weights(per_order: np.ndarray, at_creation: np.ndarray) -> np.ndarr
     """
     later = per_order - 1
     return np.where(later == 0, 1.0, np.where(at_creation, 0.5, 0.5 / np.maximum(later, 1)))
+
+
+def check_snapshots(snapshots_per_order: int, fitted_later: int) -> None:
+    """Raises ValueError unless an order keeps at least its creation and fits on at least that."""
+    if snapshots_per_order < 1:
+        raise ValueError(f"snapshots_per_order must be at least 1, got {snapshots_per_order}")
+    if fitted_later < 0:
+        raise ValueError(f"fitted_later_snapshots must be at least 0, got {fitted_later}")
+
+
+def fitting_weights(per_order: np.ndarray, at_creation: np.ndarray, fitted: np.ndarray, later: int) -> np.ndarray:
+    """Per snapshot, its weight in fitting: `snapshot_weights` of the `fitted` snapshots only (an order's creation
+    and at most `later` of its other snapshots, training.snapshots.fitted_sample), 0 for the others.
+
+    A random draw of an order's later snapshots, each weighing half over their count, has the weights of all of
+    them in expectation: the models fit the same objective on fewer rows.
+    """
+    return np.where(fitted, snapshot_weights(np.minimum(per_order, later + 1), at_creation), 0.0)
 
 
 def open_workload(
@@ -213,8 +235,9 @@ class TrainingFrame:
     """Labeled snapshots sorted by (order creation, order, instant); every series shares the index 0..n-1.
 
     Schemas 1-3 hold one snapshot per order, at creation (weight 1, elapsed 0); schema 4 adds one inside each stint
-    in a status while the order is open (training.snapshots.in_stints), at most `snapshots_per_order` in all. All snapshots of an order share `created_at` and `order_id`, so a split by
-    creation time must keep them together (`orders_of`).
+    in a status while the order is open (training.snapshots.in_stints), at most `snapshots_per_order` in all, every
+    one scored and a sample of them fitted (`fit_weight`). All snapshots of an order share `created_at` and
+    `order_id`, so a split by creation time must keep them together (`orders_of`).
     """
 
     features: pd.DataFrame
@@ -223,7 +246,8 @@ class TrainingFrame:
     created_at: pd.Series  # the order's creation
     order_id: pd.Series
     as_of: pd.Series  # the prediction instant
-    weight: pd.Series  # each order weighs 1 in fitting and in metrics (snapshot_weights)
+    weight: pd.Series  # each order weighs 1 in metrics (snapshot_weights)
+    fit_weight: pd.Series  # and in fitting, over a sample of its snapshots (fitting_weights; 0 = not fitted)
     elapsed_minutes: pd.Series  # as_of - created_at (timeSinceCreatedMinutes), for evaluation by life stage
     breached_by_now: pd.Series  # bool: the label is the due-date rule and due_at already passed at the instant
     waiting_markers: tuple[str, ...]  # what counted as a waiting status (record it with the model)
@@ -253,6 +277,7 @@ def build_training_frame(
     canceled: CanceledRule = "exclude",
     waiting: Sequence[str] = WAITING_MARKERS,
     snapshots_per_order: int = SNAPSHOTS_PER_ORDER,
+    fitted_later: int = FITTED_LATER_SNAPSHOTS,
     exported: pd.Timestamp | None = None,
 ) -> TrainingFrame:
     """Snapshots of the orders with at least one label; features see every order (workload needs them all).
@@ -289,6 +314,7 @@ def build_training_frame(
     features = features_as_of(orders, data.history, instants, schema_version=schema_version, waiting=markers)
     per_order = np.bincount(instants.order, minlength=len(orders))[instants.order]
     elapsed = (instants.at_ns - created_ns[order]) * 1e-9 / 60.0
+    fitted = fitted_sample(ids[order], instants.order, rank_in_order(instants.order), fitted_later)
     return TrainingFrame(
         features=features,
         sla=pd.Series(sla.to_numpy()[instants.order], dtype="float64"),
@@ -297,6 +323,7 @@ def build_training_frame(
         order_id=pd.Series(ids[order], dtype=orders["id"].dtype),
         as_of=instants.as_of(),
         weight=pd.Series(snapshot_weights(per_order, elapsed == 0)),
+        fit_weight=pd.Series(fitting_weights(per_order, elapsed == 0, fitted, fitted_later)),
         elapsed_minutes=pd.Series(elapsed),
         breached_by_now=pd.Series(breached_by(orders, instants)),
         waiting_markers=markers,

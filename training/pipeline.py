@@ -10,9 +10,11 @@ pair's tags.
 from __future__ import annotations
 
 import tempfile
+import threading
 import time
 import warnings
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from importlib.metadata import version
@@ -62,7 +64,13 @@ from training.evaluate import (
     regression_metrics,
     sla_baseline_metrics,
 )
-from training.features import SNAPSHOTS_PER_ORDER, TrainingFrame, build_training_frame
+from training.features import (
+    FITTED_LATER_SNAPSHOTS,
+    SNAPSHOTS_PER_ORDER,
+    TrainingFrame,
+    build_training_frame,
+    check_snapshots,
+)
 from training.split import TimeSplit, time_split
 from training.tracking import dataset_source
 from training.tune import DEFAULT_TUNE_SECONDS, Assessment, FoldRows, assess, search
@@ -150,6 +158,35 @@ class _Encoded:
         self.x = self.encoder.encode(frame.features)
 
 
+class _Progress:
+    """Progress of both tasks at once: a fraction never goes back, and lines are written one at a time."""
+
+    def __init__(self, report: Progress) -> None:
+        self._report = report
+        self._lock = threading.Lock()
+        self._at = 0.0
+
+    def __call__(self, fraction: float, message: str) -> None:
+        with self._lock:
+            self._at = max(self._at, fraction)
+            self._report(self._at, message)
+
+
+@dataclass(frozen=True)
+class _Task:
+    """One task's rows and naive baseline, checked before any fitting starts."""
+
+    task: Task
+    chosen: tuple[str, ...]  # its candidates
+    folds: tuple[FoldRows, ...]
+    evaluation_rows: Rows  # train + validation, as fitted
+    test_rows: Rows  # as scored
+    test_block: np.ndarray  # their positions in the frame
+    y_test: np.ndarray  # in minutes for ETA
+    w_test: np.ndarray
+    baseline: dict[str, float]  # the naive baseline's test metrics
+
+
 class _Trainer:
     def __init__(
         self,
@@ -167,9 +204,11 @@ class _Trainer:
         self.split = split
         self.random_state = random_state
         self.tune_seconds = tune_seconds
-        self.progress = progress
-        # each order weighs 1 (training.features.snapshot_weights)
+        self.progress = _Progress(progress)
+        # each order weighs 1 where it is scored, over all its snapshots, and where it is fitted, over a sample
+        # of them (training.features.snapshot_weights, fitting_weights)
         self.weights = frame.weight.to_numpy(dtype=np.float64)
+        self.fit_weights = frame.fit_weight.to_numpy(dtype=np.float64)
         # a snapshot whose breach already happened (due date passed under the due-date rule) teaches and tests
         # nothing: the runtime answers it with 1.0
         self.sla_open = ~frame.breached_by_now.to_numpy(dtype=bool)
@@ -190,13 +229,21 @@ class _Trainer:
         return block[kept]
 
     def _rows(self, task: Task, encoded: _Encoded, block: np.ndarray) -> Rows:
+        """The task's labelled rows of `block`, as they are scored."""
+        return self._encoded(task, encoded, self._labelled(task, block), self.weights)
+
+    def _fitting(self, task: Task, encoded: _Encoded, block: np.ndarray) -> Rows:
+        """The task's labelled rows of `block` that models fit on, with their fitting weights."""
         rows = self._labelled(task, block)
+        return self._encoded(task, encoded, rows[self.fit_weights[rows] > 0], self.fit_weights)
+
+    def _encoded(self, task: Task, encoded: _Encoded, rows: np.ndarray, weights: np.ndarray) -> Rows:
         target = (self.frame.sla if task == "sla" else self.frame.eta).to_numpy(dtype=float)[rows]
-        return Rows(encoded.x[rows], target if task == "sla" else np.log1p(target), self.weights[rows], self.days[rows])
+        return Rows(encoded.x[rows], target if task == "sla" else np.log1p(target), weights[rows], self.days[rows])
 
     def _folds(self, task: Task) -> tuple[FoldRows, ...]:
         folds = tuple(
-            FoldRows(encoded.encoder, self._rows(task, encoded, fold.fit), self._rows(task, encoded, fold.score))
+            FoldRows(encoded.encoder, self._fitting(task, encoded, fold.fit), self._rows(task, encoded, fold.score))
             for encoded, fold in zip(self.folds, self.split.folds, strict=True)
         )
         for fold in folds:
@@ -206,23 +253,48 @@ class _Trainer:
                 raise ValueError("a training fold holds a single SLA class: nothing to learn")
         return folds
 
-    def run_task(self, task: Task, names: tuple[str, ...] | None, span: tuple[float, float]) -> _Outcome:
-        chosen = select(task, names)
-        evaluation_rows = self._rows(task, self.evaluation, self.split.before_test)
+    def run_tasks(self, names: tuple[str, ...] | None, parent_run_id: str) -> tuple[_Outcome, _Outcome]:
+        """SLA and ETA side by side, each task's candidates under the parent run.
+
+        The two tasks share nothing until registration, and neither keeps two cores busy alone (the ETA's
+        absolute-error objective refreshes its leaves on one thread every round), so together they finish sooner
+        than one after the other. Both are prepared (and their data checked) before either starts fitting.
+        """
+        prepared = [self._prepare(task, names) for task in TASKS]
+        with ThreadPoolExecutor(max_workers=len(TASKS), thread_name_prefix="osml-task") as pool:
+            running = [pool.submit(self._run_task, task, parent_run_id) for task in prepared]
+            sla, eta = (future.result() for future in running)
+        return sla, eta
+
+    def _prepare(self, task: Task, names: tuple[str, ...] | None) -> _Task:
+        evaluation_rows = self._fitting(task, self.evaluation, self.split.before_test)
         test_block = self._labelled(task, self.split.test)
         if not len(test_block):
             raise ValueError(f"the test slice has no labeled rows for the {task.upper()} model")
-        folds = self._folds(task)
-        test_rows = self._rows(task, self.evaluation, self.split.test)
         y_test = (self.frame.sla if task == "sla" else self.frame.eta).to_numpy(dtype=float)[test_block]
         w_test = self.weights[test_block]
-        y_before = (self.frame.sla if task == "sla" else self.frame.eta).to_numpy(dtype=float)[
-            self._labelled(task, self.split.before_test)
-        ]
+        # the naive baselines learn from what the models fit on
+        y_before = evaluation_rows.y if task == "sla" else np.expm1(evaluation_rows.y)
         baseline = (sla_baseline_metrics if task == "sla" else eta_baseline_metrics)(
             y_before, y_test, evaluation_rows.w, w_test
         )
+        return _Task(
+            task,
+            select(task, names),
+            self._folds(task),
+            evaluation_rows,
+            self._rows(task, self.evaluation, self.split.test),
+            test_block,
+            y_test,
+            w_test,
+            baseline,
+        )
 
+    def _run_task(self, prepared: _Task, parent_run_id: str) -> _Outcome:
+        task, chosen, folds = prepared.task, prepared.chosen, prepared.folds
+        evaluation_rows, test_rows, test_block = prepared.evaluation_rows, prepared.test_rows, prepared.test_block
+        y_test, w_test, baseline = prepared.y_test, prepared.w_test, prepared.baseline
+        span = (0.12, 0.78)
         self.progress(span[0], f"{task.upper()}: plain baseline")
         plain_validation = self._plain(task, folds, evaluation_rows, test_rows, y_test, w_test)
         if TUNED in chosen:
@@ -237,7 +309,9 @@ class _Trainer:
         scored: list[_Scored] = []
         for i, name in enumerate(chosen):
             self.progress(span[0] + (span[1] - span[0]) * (0.5 + i / (2 * len(chosen))), f"{task.upper()}: {name}")
-            with mlflow.start_run(run_name=f"{task}/{name}", nested=True, experiment_id=self.experiment_id) as child:
+            with mlflow.start_run(
+                run_name=f"{task}/{name}", nested=True, experiment_id=self.experiment_id, parent_run_id=parent_run_id
+            ) as child:
                 mlflow.set_tags({"osml.task": task, "osml.candidate": name})
                 # a search that found nothing better than the defaults (or had no time to) chose their
                 # configuration: refit alike it is the same model, so it is fitted and measured once
@@ -393,7 +467,7 @@ class _Trainer:
 
     def _refit_served(self, task: Task, winner: _Scored) -> SlaRiskModel | EtaMinutesModel:
         """The winner's choices refit on every labeled order, test slice included: the model that is registered."""
-        rows = self._rows(task, self.served, self.split.everything)
+        rows = self._fitting(task, self.served, self.split.everything)
         rounds = winner.assessment.rounds(rows)
         fitted = fit_booster(
             task, winner.assessment.params, self.served.encoder, rows, seed=self.random_state, rounds=rounds
@@ -647,11 +721,13 @@ def train(
     schema_version: str = CURRENT_SCHEMA_VERSION,
     tune_seconds: float = DEFAULT_TUNE_SECONDS,
     snapshots_per_order: int = SNAPSHOTS_PER_ORDER,
+    fitted_later_snapshots: int = FITTED_LATER_SNAPSHOTS,
 ) -> TrainResult:
     """Train, evaluate and register the SLA + ETA pair; raises DataError for bad data, ValueError for bad config.
 
     `tune_seconds` bounds the configuration search of the `xgboost_tuned` candidates (half per task);
-    `snapshots_per_order` caps each order's training rows on schema 4 (training time grows with it).
+    `snapshots_per_order` caps each order's snapshots on schema 4, of which the models fit on its creation and
+    `fitted_later_snapshots` others (training time grows with those).
     """
     report: Progress = progress or (lambda _fraction, _message: None)
     names = tuple(candidates) if candidates is not None else None
@@ -661,13 +737,18 @@ def train(
         raise ValueError(f"test_size must be between 0 and 1 (exclusive), got {test_size}")
     if not np.isfinite(tune_seconds) or tune_seconds < 0:
         raise ValueError(f"tune_seconds must be a number of seconds >= 0, got {tune_seconds}")
-    if snapshots_per_order < 1:
-        raise ValueError(f"snapshots_per_order must be at least 1, got {snapshots_per_order}")
+    check_snapshots(snapshots_per_order, fitted_later_snapshots)
     report(0.0, f"loading {mask_secrets(dataset_ref)}")
     data = load_orders(dataset_ref)
     report(0.08, f"building features (schema {schema_version}) for {len(data.orders)} orders")
-    frame = build_training_frame(data, schema_version=schema_version, snapshots_per_order=snapshots_per_order)
-    report(0.1, f"{len(frame.features)} snapshots of {frame.order_id.nunique()} orders")
+    frame = build_training_frame(
+        data,
+        schema_version=schema_version,
+        snapshots_per_order=snapshots_per_order,
+        fitted_later=fitted_later_snapshots,
+    )
+    fitted_rows = int((frame.fit_weight > 0).sum())
+    report(0.1, f"{len(frame.features)} snapshots of {frame.order_id.nunique()} orders, {fitted_rows} fitted")
     split = time_split(frame.created_at, test_size=test_size, groups=frame.order_id)
 
     uri = tracking_uri or conventions.tracking_uri()
@@ -710,6 +791,8 @@ def train(
                 "labeled_orders": frame.order_id.nunique(),
                 "waiting_markers": ",".join(frame.waiting_markers),
                 "snapshots_per_order": snapshots_per_order,
+                "fitted_later_snapshots": fitted_later_snapshots,
+                "fitted_rows": fitted_rows,
                 "candidates": ",".join(names) if names else "all",
                 "tune_seconds": f"{tune_seconds:g}",  # as `mlflow run` logs the MLproject parameter
             }
@@ -717,8 +800,7 @@ def train(
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", UserWarning)  # "source can be interpreted in multiple ways"
             _log_lineage(frame, split, dataset_ref, schema_version)
-        sla = trainer.run_task("sla", names, (0.12, 0.45))
-        eta = trainer.run_task("eta", names, (0.45, 0.78))
+        sla, eta = trainer.run_tasks(names, parent.info.run_id)
         _log_plain(experiment_id, trainer.plain, trainer.plain_validation)
         points, point_metrics = _log_by_point(frame, split, sla, eta)
 

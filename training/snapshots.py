@@ -90,7 +90,8 @@ def _stints(orders: pd.DataFrame, history: pd.DataFrame | None, rows: np.ndarray
     return Instants(all_order[distinct], all_at[distinct])
 
 
-def _rank_in_order(order: np.ndarray) -> np.ndarray:
+def rank_in_order(order: np.ndarray) -> np.ndarray:
+    """Each row's position in its run of equal `order` values (rows of one order must be contiguous)."""
     first = np.ones(len(order), dtype=bool)
     first[1:] = order[1:] != order[:-1]
     index = np.arange(len(order))
@@ -103,7 +104,7 @@ def _capped(instants: Instants, cap: int | None, n_orders: int) -> Instants:
         return instants
     if cap < 1:
         raise ValueError(f"the snapshot cap must be at least 1, got {cap}")
-    rank = _rank_in_order(instants.order)
+    rank = rank_in_order(instants.order)
     later = rank > 0
     total = np.bincount(instants.order, minlength=n_orders)[instants.order] - 1
     keep = ~later | _evenly_spread(rank - 1, total, cap - 1)
@@ -118,13 +119,31 @@ def at_changes(
     return _capped(_stints(orders, history, order), cap, len(orders))
 
 
-def _unit_interval(ids: np.ndarray, rank: np.ndarray) -> np.ndarray:
-    """A fixed pseudo-random number in [0, 1) per (order id, stint): reproducible whatever the row order."""
+def _unit_interval(ids: np.ndarray, rank: np.ndarray, salt: int = 0) -> np.ndarray:
+    """A fixed pseudo-random number in [0, 1) per (order id, rank, salt): reproducible whatever the row order;
+    another salt gives an independent draw for the same (order, rank)."""
     hashed = pd.util.hash_array(ids.astype(str).astype(object)) ^ (
-        rank.astype(np.uint64) * np.uint64(0x9E3779B97F4A7C15)
+        (rank.astype(np.uint64) + np.uint64(salt) * np.uint64(1 << 32)) * np.uint64(0x9E3779B97F4A7C15)
     )
     mixed = pd.util.hash_array(hashed)
     return (mixed >> np.uint64(11)).astype(np.float64) / float(1 << 53)
+
+
+def fitted_sample(ids: np.ndarray, order: np.ndarray, rank: np.ndarray, later: int) -> np.ndarray:
+    """Which snapshots a model fits on: every order's creation (rank 0) and `later` of its other snapshots,
+    drawn at random (a fixed draw per order id and rank, so a partition of the export draws alike).
+
+    `order` groups rows by order (equal values are one order), `rank` is a row's position among its order's
+    snapshots in time order.
+    """
+    if later < 0:
+        raise ValueError(f"the fitted later snapshots must be at least 0, got {later}")
+    draw = _unit_interval(ids, rank, salt=1)
+    draw[rank == 0] = -1.0  # the creation sorts first, and is always kept
+    sort = np.lexsort((draw, order))
+    kept = np.empty(len(order), dtype=bool)
+    kept[sort] = rank_in_order(order[sort]) <= later
+    return kept
 
 
 def in_stints(
@@ -148,7 +167,7 @@ def in_stints(
     closed_ns = utc_ns(closed_at(orders))[stints.order]
     end_ns = np.where(closed_ns == _NAT, _utc_value(until), closed_ns)
     end_ns[~last] = stints.at_ns[1:][~last[:-1]]
-    rank = _rank_in_order(stints.order)
+    rank = rank_in_order(stints.order)
     share = _unit_interval(orders["id"].to_numpy(dtype=object)[stints.order], rank)
     length = np.maximum(end_ns - stints.at_ns, 0)
     inside = Instants(stints.order, stints.at_ns + (share * length).astype(np.int64))

@@ -66,7 +66,7 @@ from training.evaluate import (
     regression_metrics,
     sla_baseline_metrics,
 )
-from training.features import SNAPSHOTS_PER_ORDER
+from training.features import FITTED_LATER_SNAPSHOTS, SNAPSHOTS_PER_ORDER, check_snapshots
 from training.pipeline import (
     Progress,
     TrainResult,
@@ -119,12 +119,12 @@ def _segments(part: pd.DataFrame, cuts: list[tuple[int, str]]) -> pd.Series:
     return pd.Series(block, index=part.index, name=BLOCK)
 
 
-def _encode(part: pd.DataFrame, encoder: FeatureEncoder, task: Task) -> pd.DataFrame:
+def _encode(part: pd.DataFrame, encoder: FeatureEncoder, task: Task, weight: str) -> pd.DataFrame:
     x = encoder.encode(part[list(encoder.columns)])
     out = pd.DataFrame(x, columns=[f"f{i}" for i in range(x.shape[1])], index=part.index)
     target = part["sla" if task == "sla" else "eta"].to_numpy(dtype=np.float64)
     out["y"] = target if task == "sla" else np.log1p(target)
-    out["w"] = part["weight"].to_numpy(dtype=np.float64)
+    out["w"] = part[weight].to_numpy(dtype=np.float64)
     out["days"] = part["created_at"].astype("datetime64[ns, UTC]").astype("int64").to_numpy() / _NS_PER_DAY
     return out
 
@@ -164,16 +164,20 @@ class _Engine:
         self.evaluation = encoder(folds)
         self.served = encoder(folds + 1)
 
-    def matrix(self, task: Task, encoder: FeatureEncoder, blocks: tuple[int, int]) -> _Matrix:
-        """The task's labelled rows of blocks [first, last], encoded by `encoder`."""
+    def matrix(self, task: Task, encoder: FeatureEncoder, blocks: tuple[int, int], *, fitting: bool) -> _Matrix:
+        """The task's labelled rows of blocks [first, last], encoded by `encoder`: those scored, or with `fitting`
+        those fitted, with their fitting weights (training.features.fitting_weights)."""
         rows = self.rows
         target = rows["sla" if task == "sla" else "eta"]
         keep = rows[BLOCK].between(*blocks) & target.notnull() & np.isfinite(target)
         if task == "sla":
             keep &= ~rows["breached_by_now"]
+        if fitting:
+            keep &= rows["fit_weight"] > 0
+        weight = "fit_weight" if fitting else "weight"
         columns = [f"f{i}" for i in range(len(encoder.columns))]
-        sample = _encode(rows._meta, encoder, task)
-        encoded = _persisted(rows[keep].map_partitions(_encode, encoder, task, meta=sample))
+        sample = _encode(rows._meta, encoder, task, weight)
+        encoded = _persisted(rows[keep].map_partitions(_encode, encoder, task, weight, meta=sample))
         y, w, days = dd.compute(encoded["y"], encoded["w"], encoded["days"])
         vectors = Rows(np.empty((len(y), 0), dtype=np.float32), y.to_numpy(), w.to_numpy(), days.to_numpy())
         return _Matrix(
@@ -275,7 +279,11 @@ class _Engine:
         if not chosen:
             raise ValueError(f"the dask engine trains none of {list(names or ())} for {task.upper()}: {SKIPPED[TUNED]}")
         folds = [
-            (encoder, self.matrix(task, encoder, (0, i)), self.matrix(task, encoder, (i + 1, i + 1)))
+            (
+                encoder,
+                self.matrix(task, encoder, (0, i), fitting=True),
+                self.matrix(task, encoder, (i + 1, i + 1), fitting=False),
+            )
             for i, encoder in enumerate(self.fold_encoders)
         ]
         for _, fit, score in folds:
@@ -283,8 +291,8 @@ class _Engine:
                 raise DataError(f"a validation fold has no labeled rows for the {task.upper()} model")
             if task == "sla" and len(np.unique(fit.vectors.y)) < 2:
                 raise DataError("a training fold holds a single SLA class: nothing to learn")
-        evaluation = self.matrix(task, self.evaluation, (0, self.n_folds))
-        test = self.matrix(task, self.evaluation, (self.n_folds + 1, self.n_folds + 1))
+        evaluation = self.matrix(task, self.evaluation, (0, self.n_folds), fitting=True)
+        test = self.matrix(task, self.evaluation, (self.n_folds + 1, self.n_folds + 1), fitting=False)
         if not len(test):
             raise DataError(f"the test slice has no labeled rows for the {task.upper()} model")
         y_test = test.vectors.y if task == "sla" else np.expm1(test.vectors.y)
@@ -300,7 +308,7 @@ class _Engine:
             outcome = self._evaluate(task, name, assessment, folds, evaluation, test, y_test, probe)
             mlflow.log_metrics(_prefixed("baseline_", baseline))
         del folds, evaluation, test  # their encoded rows leave the workers' memory before the largest one comes
-        served_rows = self.matrix(task, self.served, (0, self.n_folds + 1))
+        served_rows = self.matrix(task, self.served, (0, self.n_folds + 1), fitting=True)
         rounds = assessment.rounds(served_rows.vectors)
         fitted = self.fit(task, assessment.params, self.served, served_rows, rounds=rounds)
         sample = self.sample(served_rows)
@@ -415,15 +423,13 @@ class _Evaluated:
     test: by_point.Scored
 
 
-def _check(names: tuple[str, ...] | None, test_size: float, tune_seconds: float, snapshots_per_order: int) -> None:
+def _check(names: tuple[str, ...] | None, test_size: float, tune_seconds: float) -> None:
     if names is not None:
         train_requests.check_candidates(names)
     if not 0.0 < test_size < 1.0:
         raise ValueError(f"test_size must be between 0 and 1 (exclusive), got {test_size}")
     if not np.isfinite(tune_seconds) or tune_seconds < 0:
         raise ValueError(f"tune_seconds must be a number of seconds >= 0, got {tune_seconds}")
-    if snapshots_per_order < 1:
-        raise ValueError(f"snapshots_per_order must be at least 1, got {snapshots_per_order}")
 
 
 def _persisted(frame: dd.DataFrame) -> dd.DataFrame:
@@ -452,18 +458,25 @@ def train_dask(
     schema_version: str = CURRENT_SCHEMA_VERSION,
     tune_seconds: float = DEFAULT_TUNE_SECONDS,
     snapshots_per_order: int = SNAPSHOTS_PER_ORDER,
+    fitted_later_snapshots: int = FITTED_LATER_SNAPSHOTS,
     rows_per_partition: int = ROWS_PER_PARTITION,
 ) -> TrainResult:
     """training.pipeline.train on Dask (same arguments, same result and MLflow record, less what SKIPPED names)."""
     report: Progress = progress or (lambda _fraction, _message: None)
     names = tuple(candidates) if candidates is not None else None
-    _check(names, test_size, tune_seconds, snapshots_per_order)
+    _check(names, test_size, tune_seconds)
+    check_snapshots(snapshots_per_order, fitted_later_snapshots)
     with dask_client(cluster) as client:
         if client is None:
             raise ValueError("the dask engine needs a cluster: a scheduler, or OSML_DASK_WORKERS / --workers >= 1")
         report(0.0, f"reading {mask_secrets(dataset_ref)} in partitions on {_describe(client)}")
         data = read_partitioned(dataset_ref, rows_per_partition=rows_per_partition)
-        frame = build_distributed_frame(data, schema_version=schema_version, snapshots_per_order=snapshots_per_order)
+        frame = build_distributed_frame(
+            data,
+            schema_version=schema_version,
+            snapshots_per_order=snapshots_per_order,
+            fitted_later=fitted_later_snapshots,
+        )
         rows = _persisted(frame.rows)
         report(0.08, f"building features (schema {schema_version}) on the cluster")
         creations = rows[rows[SNAP] == 0][["order_id", "created_at"]].compute().reset_index(drop=True)
@@ -491,7 +504,7 @@ def train_dask(
             tracking_uri=tracking_uri,
             schema_version=schema_version,
             tune_seconds=tune_seconds,
-            snapshots_per_order=snapshots_per_order,
+            snapshots=(snapshots_per_order, fitted_later_snapshots),
             report=report,
         )
 
@@ -516,9 +529,10 @@ def _train(
     tracking_uri: str | None,
     schema_version: str,
     tune_seconds: float,
-    snapshots_per_order: int,
+    snapshots: tuple[int, int],
     report: Progress,
 ) -> TrainResult:
+    """`snapshots`: the cap per order and how many of its later snapshots are fitted."""
     creations, split = split_orders
     label_rule, markers, n_orders = frame_facts
     n_folds = len(split.folds)
@@ -572,7 +586,9 @@ def _train(
                 "labeled_rows": int(per_block.sum()),
                 "labeled_orders": len(creations),
                 "waiting_markers": ",".join(markers),
-                "snapshots_per_order": snapshots_per_order,
+                "snapshots_per_order": snapshots[0],
+                "fitted_later_snapshots": snapshots[1],
+                "fitted_rows": int((rows["fit_weight"] > 0).sum().compute()),
                 "candidates": ",".join(names) if names else "all",
                 "tune_seconds": f"{tune_seconds:g}",
                 "engine": "dask",

@@ -37,7 +37,7 @@ PART: Final = "_part"  # the order id's hash bucket: orders, history and snapsho
 SNAP: Final = "_snap"
 _KEY: Final = "_key"
 _AT_NS: Final = "_at_ns"
-LABEL_COLUMNS: Final = ("sla", "eta", "created_at", "weight", "elapsed_minutes", "breached_by_now")
+LABEL_COLUMNS: Final = ("sla", "eta", "created_at", "weight", "fit_weight", "elapsed_minutes", "breached_by_now")
 
 
 @dataclass(frozen=True)
@@ -64,6 +64,7 @@ def _snapshots(
     canceled: CanceledRule,
     waiting: Sequence[str],
     snapshots_per_order: int,
+    fitted_later: int,
     keys: Sequence[str],
     buckets: int,
     empty_result: pd.DataFrame | None = None,
@@ -78,6 +79,7 @@ def _snapshots(
             canceled=canceled,
             waiting=waiting,
             snapshots_per_order=snapshots_per_order,
+            fitted_later=fitted_later,
             exported=exported,
         )
     except DataError:
@@ -114,6 +116,7 @@ def _meta_of(
         canceled=canceled,
         waiting=waiting,
         snapshots_per_order=2,
+        fitted_later=1,
         keys=keys,
         buckets=1,
     )
@@ -201,6 +204,7 @@ def build_distributed_frame(
     *,
     schema_version: str,
     snapshots_per_order: int,
+    fitted_later: int,
     canceled: CanceledRule = "exclude",
     waiting: Sequence[str] = WAITING_MARKERS,
 ) -> DistributedFrame:
@@ -243,6 +247,7 @@ def build_distributed_frame(
         canceled=canceled,
         waiting=markers,
         snapshots_per_order=snapshots_per_order,
+        fitted_later=fitted_later,
         keys=keys,
         buckets=buckets,
         empty_result=meta,

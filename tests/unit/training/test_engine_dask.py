@@ -84,12 +84,12 @@ def test_the_partitioned_frame_equals_the_single_process_frame() -> None:
         split(data.orders, rows_per_partition=300), split(data.history, rows_per_partition=1000), ""
     )
     with dask.config.set(scheduler="synchronous"):
-        built = build_distributed_frame(parts, schema_version="4", snapshots_per_order=10)
+        built = build_distributed_frame(parts, schema_version="4", snapshots_per_order=10, fitted_later=1)
         got = _as_single_frame(built.rows.compute())
     whole = build_training_frame(data)
     expected = whole.features.assign(
         order_id=whole.order_id.astype("str").to_numpy(),
-        **{name: getattr(whole, name).to_numpy() for name in ("sla", "eta", "created_at", "weight")},
+        **{name: getattr(whole, name).to_numpy() for name in ("sla", "eta", "created_at", "weight", "fit_weight")},
         elapsed_minutes=whole.elapsed_minutes.to_numpy(),
         breached_by_now=whole.breached_by_now.to_numpy(),
     )

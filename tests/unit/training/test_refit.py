@@ -8,6 +8,7 @@ from pathlib import Path
 
 import mlflow
 import numpy as np
+import pandas as pd
 import pytest
 from mlflow import MlflowClient
 
@@ -53,21 +54,21 @@ def _children(client: MlflowClient, parent_id: str) -> dict[str, mlflow.entities
 
 def _train_slice_only(csv: Path, task: Task, candidate: mlflow.entities.Run) -> float:
     """The same configuration fitted on the train slice only (as the pipeline did before the refit), on the same
-    rows and weights as the pipeline's: test AUC or MAE in minutes, uncalibrated (calibration can only tie
-    scores, never raise the AUC)."""
+    rows and weights as the pipeline's (fitted on the fitted snapshots, scored on all): test AUC or MAE in
+    minutes, uncalibrated (calibration can only tie scores, never raise the AUC)."""
     frame = build_training_frame(load_orders(str(csv)))
     split = time_split(frame.created_at, test_size=0.2, groups=frame.order_id)
     encoder = FeatureEncoder.fit(frame.features.iloc[split.train], schema_version="4")
     target = (frame.sla if task == "sla" else np.log1p(frame.eta)).to_numpy(dtype=float)
     scored = np.isfinite(target) & ~(frame.breached_by_now.to_numpy(dtype=bool) & (task == "sla"))
-    weights = frame.weight.to_numpy(dtype=float)
     x = encoder.encode(frame.features)
 
-    def rows(block: np.ndarray) -> Rows:
-        kept = block[scored[block]]
+    def rows(block: np.ndarray, weight: pd.Series) -> Rows:
+        weights = weight.to_numpy(dtype=float)
+        kept = block[scored[block] & (weights[block] > 0)]
         return Rows(x[kept], target[kept], weights[kept], np.zeros(len(kept)))
 
-    train_rows, test_rows = rows(split.train), rows(split.test)
+    train_rows, test_rows = rows(split.train, frame.fit_weight), rows(split.test, frame.weight)
     # the rounds the pipeline's growth law gives for the train slice
     params = candidate.data.params
     share = len(train_rows) / int(params["evaluation_rows"])

@@ -46,6 +46,43 @@ def test_weights_make_each_order_count_once_half_at_creation_and_half_over_its_l
     assert later.sum().to_numpy() == pytest.approx(0.5) and (later.nunique() == 1).all()  # spread evenly
 
 
+@pytest.mark.parametrize("later", [0, 1, 3])
+def test_each_order_is_fitted_on_its_creation_and_a_draw_of_its_later_snapshots(
+    synthetic_csv: Path, later: int
+) -> None:
+    frame = build_training_frame(load_orders(str(synthetic_csv)), schema_version="4", fitted_later=later)
+    fitted = frame.fit_weight > 0
+    creation = frame.elapsed_minutes == 0
+    assert fitted[creation].all()
+    snapshots = frame.order_id.value_counts()
+    fitted_later = fitted[~creation].groupby(frame.order_id[~creation]).sum()
+    assert (fitted_later == np.minimum(snapshots[fitted_later.index] - 1, later)).all()
+    # each order still weighs 1, half at creation and half over the later snapshots it is fitted on
+    assert frame.fit_weight.groupby(frame.order_id).sum().to_numpy() == pytest.approx(1.0)
+    assert frame.fit_weight[creation & frame.order_id.map(snapshots).gt(1)].to_numpy() == pytest.approx(
+        0.5 if later else 1.0
+    )
+    assert frame.weight.equals(build_training_frame(load_orders(str(synthetic_csv)), schema_version="4").weight)
+
+
+def test_the_fitted_draw_is_spread_over_an_orders_life_and_does_not_depend_on_row_order(
+    synthetic_csv: Path,
+) -> None:
+    data = load_orders(str(synthetic_csv))
+    frame = build_training_frame(data, schema_version="4", fitted_later=1)
+    rank = frame.order_id.groupby(frame.order_id).cumcount()
+    many = frame.order_id.map(frame.order_id.value_counts()) >= 4
+    picked = rank[(frame.fit_weight > 0) & (rank > 0) & many]
+    assert picked.nunique() >= 3  # not always the first change after creation
+    shuffled = type(data)(data.orders.sample(frac=1.0, random_state=3), data.history, source=data.source)
+    again = build_training_frame(shuffled, schema_version="4", fitted_later=1)
+    key = ["order_id", "as_of"]
+    mine = pd.DataFrame({"order_id": frame.order_id, "as_of": frame.as_of, "w": frame.fit_weight})
+    theirs = pd.DataFrame({"order_id": again.order_id, "as_of": again.as_of, "w": again.fit_weight})
+    joined = mine.merge(theirs, on=key, validate="one_to_one")
+    assert len(joined) == len(mine) and (joined["w_x"] == joined["w_y"]).all()
+
+
 @pytest.fixture(scope="module")
 def trained(synthetic_csv: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[str, TrainResult]:
     uri = f"sqlite:///{tmp_path_factory.mktemp('store') / 'mlflow.db'}"
