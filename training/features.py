@@ -43,7 +43,7 @@ _CATEGORICAL_SOURCES: Final = {
 SNAPSHOTS_PER_ORDER: Final = 10
 # of which the models fit on each order's creation and this many others, drawn at random (every snapshot is
 # scored): snapshots of one order share its labels, and on 100,000 synthetic orders (4.7 snapshots each) fitting
-# them all cost 2.4 times the time for the same scores (docs/benchmarks.md)
+# them all took 2.3 times the rows for test scores within 0.001 AUC and 1% MAE (docs/benchmarks.md)
 FITTED_LATER_SNAPSHOTS: Final = 1
 
 

@@ -83,11 +83,38 @@ def test_the_fitted_draw_is_spread_over_an_orders_life_and_does_not_depend_on_ro
     assert len(joined) == len(mine) and (joined["w_x"] == joined["w_y"]).all()
 
 
+# what the module's training run reported, in order: (fraction, message)
+_PROGRESS: list[tuple[float, str]] = []
+
+
 @pytest.fixture(scope="module")
 def trained(synthetic_csv: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[str, TrainResult]:
     uri = f"sqlite:///{tmp_path_factory.mktemp('store') / 'mlflow.db'}"
-    result = train(dataset_ref=str(synthetic_csv), tracking_uri=uri, candidates=FAST_CANDIDATES, tune_seconds=0)
+    result = train(
+        dataset_ref=str(synthetic_csv),
+        tracking_uri=uri,
+        candidates=FAST_CANDIDATES,
+        tune_seconds=0,
+        progress=lambda fraction, message: _PROGRESS.append((fraction, message)),
+    )
     return uri, result
+
+
+def test_both_tasks_train_under_the_run_and_report_progress_that_never_goes_back(
+    trained: tuple[str, TrainResult],
+) -> None:
+    uri, result = trained
+    client = MlflowClient(uri)
+    experiment = client.get_run(result.run_id).info.experiment_id
+    children = client.search_runs([experiment], f"tags.mlflow.parentRunId = '{result.run_id}'")
+    assert {"sla/xgboost", "eta/xgboost"} <= {run.info.run_name for run in children}
+    assert len(client.search_runs([experiment], "tags.osml.candidate = 'xgboost'")) == 2  # no stray top-level run
+    fractions = [fraction for fraction, _ in _PROGRESS]
+    assert fractions == sorted(fractions) and fractions[-1] == 1.0
+    for task in ("SLA", "ETA"):
+        assert any(message.startswith(f"{task}: refitting") for _, message in _PROGRESS)
+    params = client.get_run(result.run_id).data.params
+    assert 0 < int(params["fitted_rows"]) < int(params["labeled_rows"]) and params["fitted_later_snapshots"] == "1"
 
 
 def test_the_models_carry_the_label_rule_and_the_waiting_markers(trained: tuple[str, TrainResult]) -> None:
