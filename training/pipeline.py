@@ -14,7 +14,7 @@ import threading
 import time
 import warnings
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from importlib.metadata import version
@@ -259,12 +259,22 @@ class _Trainer:
         The two tasks share nothing until registration, and neither keeps two cores busy alone (the ETA's
         absolute-error objective refreshes its leaves on one thread every round), so together they finish sooner
         than one after the other. Both are prepared (and their data checked) before either starts fitting.
+
+        The ETA runs on a daemon thread and the SLA on this one, so that an interrupt (Ctrl-C) or an error ends
+        the run at once instead of waiting for the other task to finish its fits.
         """
-        prepared = [self._prepare(task, names) for task in TASKS]
-        with ThreadPoolExecutor(max_workers=len(TASKS), thread_name_prefix="osml-task") as pool:
-            running = [pool.submit(self._run_task, task, parent_run_id) for task in prepared]
-            sla, eta = (future.result() for future in running)
-        return sla, eta
+        sla_task, eta_task = (self._prepare(task, names) for task in TASKS)
+        eta: Future[_Outcome] = Future()
+
+        def run_eta() -> None:
+            try:
+                eta.set_result(self._run_task(eta_task, parent_run_id))
+            except BaseException as exc:  # handed to the waiting thread, which raises it
+                eta.set_exception(exc)
+
+        threading.Thread(target=run_eta, name="osml-eta", daemon=True).start()
+        sla = self._run_task(sla_task, parent_run_id)
+        return sla, eta.result()
 
     def _prepare(self, task: Task, names: tuple[str, ...] | None) -> _Task:
         evaluation_rows = self._fitting(task, self.evaluation, self.split.before_test)

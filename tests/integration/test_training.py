@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 from pathlib import Path
 
@@ -52,6 +53,43 @@ def _child_runs(client: MlflowClient, parent_id: str) -> dict[str, mlflow.entiti
     assert experiment is not None
     runs = client.search_runs([experiment.experiment_id], f"tags.mlflow.parentRunId = '{parent_id}'")
     return {run.info.run_name: run for run in runs}
+
+
+def test_an_interrupt_ends_osml_train_without_waiting_for_the_other_task(synthetic_csv: Path, tmp_path: Path) -> None:
+    """Ctrl-C while both tasks fit ends the run there: the ETA, on its own thread, never reaches its served refit
+    (its search alone has 30 s left), nothing is registered and the run is not left running."""
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    log = tmp_path / "train.log"
+    with log.open("wb") as err:
+        proc = subprocess.Popen(
+            [str(VENV_BIN / "osml"), "train", "--dataset", str(synthetic_csv), "--tune-seconds", "60"],
+            env={**os.environ, "MLFLOW_TRACKING_URI": uri},
+            cwd=REPO_ROOT,
+            stdout=subprocess.DEVNULL,
+            stderr=err,
+            # a shell without job control starts background children with SIGINT ignored
+            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+        )
+    try:
+        wait_until(
+            lambda: all(f"{task}: searching" in log.read_text() for task in ("SLA", "ETA")) or proc.poll() is not None,
+            timeout=300,
+            what=f"both searches started ({log})",
+        )
+        assert proc.poll() is None, log.read_text()[-3000:]
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(timeout=120) == -signal.SIGINT, log.read_text()[-3000:]
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert "KeyboardInterrupt" in log.read_text()
+    client = MlflowClient(uri)
+    experiment = client.get_experiment_by_name(EXPERIMENT_NAME)
+    assert experiment is not None
+    runs = client.search_runs([experiment.experiment_id])
+    assert not any(run.data.params.get("served_rounds") for run in runs if run.info.run_name.startswith("eta/"))
+    assert all(run.info.status != "RUNNING" for run in runs if "mlflow.parentRunId" not in run.data.tags)
+    assert not client.search_registered_models()
 
 
 def test_cli_trains_every_candidate_registers_and_activates(
