@@ -19,7 +19,7 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from importlib.metadata import version
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import mlflow
 import numpy as np
@@ -76,6 +76,7 @@ from training.tracking import dataset_source
 from training.tune import DEFAULT_TUNE_SECONDS, Assessment, FoldRows, assess, search
 
 Progress = Callable[[float, str], None]
+T = TypeVar("T")
 
 
 # Required integer features are "long". Optional numerics are "Any": JSON gives int64 for 720 and float64 for
@@ -156,6 +157,21 @@ class _Encoded:
     def __init__(self, frame: TrainingFrame, rows: np.ndarray, schema_version: str) -> None:
         self.encoder = FeatureEncoder.fit(frame.features.iloc[rows], schema_version=schema_version)
         self.x = self.encoder.encode(frame.features)
+
+
+def _in_background(work: Callable[[], T], *, name: str) -> Future[T]:
+    """`work()` on a daemon thread: its result, or its exception, comes from the Future. Daemon, so that an
+    interrupt or an error of the thread waiting for it ends the run at once instead of after its fits."""
+    future: Future[T] = Future()
+
+    def run() -> None:
+        try:
+            future.set_result(work())
+        except BaseException as exc:  # handed to the waiting thread, which raises it
+            future.set_exception(exc)
+
+    threading.Thread(target=run, name=name, daemon=True).start()
+    return future
 
 
 class _Progress:
@@ -264,15 +280,7 @@ class _Trainer:
         the run at once instead of waiting for the other task to finish its fits.
         """
         sla_task, eta_task = (self._prepare(task, names) for task in TASKS)
-        eta: Future[_Outcome] = Future()
-
-        def run_eta() -> None:
-            try:
-                eta.set_result(self._run_task(eta_task, parent_run_id))
-            except BaseException as exc:  # handed to the waiting thread, which raises it
-                eta.set_exception(exc)
-
-        threading.Thread(target=run_eta, name="osml-eta", daemon=True).start()
+        eta = _in_background(lambda: self._run_task(eta_task, parent_run_id), name="osml-eta")
         sla = self._run_task(sla_task, parent_run_id)
         return sla, eta.result()
 
@@ -315,6 +323,13 @@ class _Trainer:
         else:
             assessments = {"xgboost": assess(task, DEFAULTS[task], folds, seed=self.random_state)}
             trials = None
+        configurations = {id(a): a for a in assessments.values()}
+        # one configuration (the search kept the defaults, or had no time for more) wins whatever the choice
+        # finds: its served refit need not wait for the evaluation refit
+        early: Future[tuple[Rows, Fitted]] | None = None
+        if len(configurations) == 1:
+            (only,) = configurations.values()
+            early = _in_background(lambda: self._fit_served(task, only), name=f"osml-{task}-served")
         probe = _records(self.frame.features.iloc[self.split.validation[:LATENCY_PROBE_ROWS]])
         scored: list[_Scored] = []
         for i, name in enumerate(chosen):
@@ -327,9 +342,7 @@ class _Trainer:
                 # configuration: refit alike it is the same model, so it is fitted and measured once
                 same = next((s for s in scored if s.assessment is assessments[name]), None)
                 candidate = (
-                    self._evaluate(
-                        task, name, assessments[name], folds, evaluation_rows, test_rows, test_block, w_test, probe
-                    )
+                    self._evaluate(task, name, assessments[name], folds, evaluation_rows, test_rows, test_block, w_test)
                     if same is None
                     else replace(same, name=name)
                 )
@@ -341,9 +354,11 @@ class _Trainer:
                 if name == TUNED and trials is not None:
                     mlflow.log_table(trials, "tuning/trials.json")
                     mlflow.log_metric("tuning_trials", len(trials))
-        winner = _choose(task, scored, plain_validation)
+        winner = _choose(task, _with_latencies(scored, probe), plain_validation)
         self.progress(span[1], f"{task.upper()}: refitting {winner.name} on every labeled order")
-        served = self._refit_served(task, winner)
+        served = self._served_model(
+            task, winner, self._fit_served(task, winner.assessment) if early is None else early.result()
+        )
         return _Outcome(
             winner.outcome.run_id,
             winner.name,
@@ -390,7 +405,6 @@ class _Trainer:
         test_rows: Rows,
         test_block: np.ndarray,
         w_test: np.ndarray,
-        probe: list[dict[str, Any]],
     ) -> _Scored:
         """Refit on train + validation with the fold choices; its test metrics are the candidate's."""
         y_test = (self.frame.sla if task == "sla" else self.frame.eta).to_numpy(dtype=float)[test_block]
@@ -435,10 +449,9 @@ class _Trainer:
             metrics = {**test, **_prefixed("val_", validation)}
             figures = self._eta_figures(y_test, predicted, encoder, fitted)
             on_test = by_point.Scored(test_block, predicted)
-        latency_ms = _predict_one_ms(model, probe)
-        logged = {"fit_seconds": fit_seconds, **_prefixed("", metrics), "predict_one_ms": latency_ms}
+        logged = {"fit_seconds": fit_seconds, **_prefixed("", metrics)}
         outcome = _Outcome("", name, model, metrics, figures, on_test)
-        return _Scored(name, assessment, calibrator, latency_ms, outcome, params, logged)
+        return _Scored(name, assessment, calibrator, np.nan, outcome, params, logged)  # latency: _with_latencies
 
     @staticmethod
     def _sla_figures(
@@ -475,16 +488,19 @@ class _Trainer:
 
         return figures
 
-    def _refit_served(self, task: Task, winner: _Scored) -> SlaRiskModel | EtaMinutesModel:
-        """The winner's choices refit on every labeled order, test slice included: the model that is registered."""
+    def _fit_served(self, task: Task, assessment: Assessment) -> tuple[Rows, Fitted]:
+        """A configuration refit on every labeled order, test slice included (and the rows it was fitted on)."""
         rows = self._fitting(task, self.served, self.split.everything)
-        rounds = winner.assessment.rounds(rows)
-        fitted = fit_booster(
-            task, winner.assessment.params, self.served.encoder, rows, seed=self.random_state, rounds=rounds
-        )
+        rounds = assessment.rounds(rows)
+        fitted = fit_booster(task, assessment.params, self.served.encoder, rows, seed=self.random_state, rounds=rounds)
+        return rows, fitted
+
+    def _served_model(self, task: Task, winner: _Scored, served: tuple[Rows, Fitted]) -> SlaRiskModel | EtaMinutesModel:
+        """The model that is registered: the winner's served refit with its calibration and drift profile."""
+        rows, fitted = served
         scorer = XGBoostScorer(fitted.booster, sample=rows.x[-512:])
         with mlflow.start_run(run_id=winner.outcome.run_id, nested=True):
-            mlflow.log_params({"served_rows": len(rows), "served_rounds": rounds})
+            mlflow.log_params({"served_rows": len(rows), "served_rounds": fitted.rounds})
         if task == "sla":
             assert winner.calibrator is not None
             model: SlaRiskModel | EtaMinutesModel = SlaRiskModel(
@@ -522,12 +538,31 @@ def _records(features: pd.DataFrame) -> list[dict[str, Any]]:
     return [{str(k): v for k, v in row.items() if not pd.isna(v)} for row in features.to_dict(orient="records")]
 
 
-def _predict_one_ms(model: SlaRiskModel | EtaMinutesModel, rows: list[dict[str, Any]]) -> float:
-    model.predict(rows[:1])  # warm-up
-    started = time.perf_counter()
+def _predict_one_ms(models: Sequence[SlaRiskModel | EtaMinutesModel], rows: list[dict[str, Any]]) -> list[float]:
+    """Per model, the median time of a one-row prediction, the models taking turns row by row.
+
+    The two tasks train side by side: whatever the other task's fits take of the cores weighs on every candidate
+    alike when they are timed in turn (timed one after the other, the same near-tie went either way between
+    runs)."""
+    for model in models:
+        model.predict(rows[:1])  # warm-up
+    seconds: list[list[float]] = [[] for _ in models]
     for row in rows:
-        model.predict([row])
-    return (time.perf_counter() - started) * 1000 / len(rows)
+        for model, times in zip(models, seconds, strict=True):
+            started = time.perf_counter()
+            model.predict([row])
+            times.append(time.perf_counter() - started)
+    return [float(np.median(times)) * 1000 for times in seconds]
+
+
+def _with_latencies(scored: list[_Scored], probe: list[dict[str, Any]]) -> list[_Scored]:
+    """The candidates with their one-row latency (each distinct model timed once), logged to their runs."""
+    models = list({id(s.outcome.model): s.outcome.model for s in scored}.values())
+    latency = dict(zip(map(id, models), _predict_one_ms(models, probe), strict=True))
+    timed = [replace(s, latency_ms=latency[id(s.outcome.model)]) for s in scored]
+    for candidate in timed:
+        mlflow.log_metric("predict_one_ms", candidate.latency_ms, run_id=candidate.outcome.run_id)
+    return timed
 
 
 def _beats_plain(task: Task, validation: float, plain: float) -> bool:

@@ -410,7 +410,7 @@ class _Engine:
             predicted = model._finish(raw_test)
             metrics = {**regression_metrics(y_test, predicted, w_test), **_prefixed("val_", validation)}
             figures = _Trainer._eta_figures(y_test, predicted, encoder, fitted)
-        latency_ms = _predict_one_ms(model, probe)
+        (latency_ms,) = _predict_one_ms([model], probe)
         mlflow.log_metrics({**_prefixed("", metrics), "predict_one_ms": latency_ms})
         return _Evaluated(metrics, calibrator, figures, by_point.Scored(np.arange(len(predicted)), predicted))
 
